@@ -1,0 +1,296 @@
+"""The decision facade: validate, evaluate along an engine chain, fail closed.
+
+>>> from helpdesk_policy import HelpdeskPolicy
+>>> policy = HelpdeskPolicy(engine="native")
+>>> decision = policy.decide({
+...     "request": {"id": "INC-7", "action": "password_reset", "channel": "self_service_portal"},
+...     "actor": {"id": "u-1", "type": "human", "relationship": "self",
+...               "authenticated": True, "auth_strength": "mfa"},
+...     "target": {"id": "u-1", "type": "human", "privileged": False,
+...                "privilege_tier": 0, "vip": False, "status": "active"},
+... })
+>>> decision.level, decision.allowed, decision.engine
+(<Level.SELF_SERVICE: 'self_service'>, True, 'native')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import PolicyConfig
+from .digest import input_digest, redact
+from .engines import Engine, load_engine
+from .errors import (
+    EngineError,
+    EngineTimeoutError,
+    EngineUnavailableError,
+    FieldError,
+    InvalidRequestError,
+    MalformedDecisionError,
+)
+from .levels import REQUIREMENTS, Level
+from .models import Decision, Obligation, Reason, Request, Verdict, parse_request
+from .policies import PolicySet
+
+__all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
+
+log = logging.getLogger("helpdesk_policy")
+
+#: ``engine="auto"``: the embedded Rego first, the native mirror if it fails.
+AUTO_CHAIN = ("rego", "native")
+
+#: Called with one decision-log record per decision (see :meth:`HelpdeskPolicy.decide`).
+DecisionSink = Callable[[dict[str, Any]], None]
+
+EngineSpec = str | Engine
+
+
+class HelpdeskPolicy:
+    """Decide helpdesk requests with a chain of engines that fails closed.
+
+    Args:
+        engine: ``"auto"`` (rego, then native), an engine name (``"rego"``,
+            ``"native"``, ``"opa"``) or an :class:`~helpdesk_policy.engines.Engine`.
+        fallback: engines tried, in order, when the one before fails.
+        config: a :class:`PolicyConfig`, a mapping, or a YAML/JSON file merged
+            over the stock config.
+        policy_dir: a directory of Rego policies (default: the stock policies).
+        timeout: seconds each in-process engine may take; ``None`` = no deadline
+            (in-process engines then run on the caller's thread, the fast path).
+        log_sink: called with a redacted decision-log record per decision.
+        engine_options: keyword options per engine name, e.g.
+            ``{"opa": {"url": "http://opa:8181"}}``.
+
+    Raises:
+        EngineUnavailableError: an engine you named cannot load (the message
+            names the extra to install). With ``"auto"``, an engine that cannot
+            load is skipped with a warning, and decisions say ``degraded: true``.
+    """
+
+    def __init__(
+        self,
+        engine: EngineSpec = "auto",
+        *,
+        fallback: Sequence[EngineSpec] = (),
+        config: PolicyConfig | Mapping[str, Any] | str | Path | None = None,
+        policy_dir: str | Path | None = None,
+        timeout: float | None = None,
+        log_sink: DecisionSink | None = None,
+        engine_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.policy_set = PolicySet.load(policy_dir, config)
+        self.config = self.policy_set.config
+        self.timeout = timeout
+        self.log_sink = log_sink
+        options = {k: dict(v) for k, v in (engine_options or {}).items()}
+        tolerant = engine == "auto"
+        specs: list[EngineSpec] = list(AUTO_CHAIN) if tolerant else [engine]
+        specs += [f for f in fallback if f not in specs]
+        self.engines: list[Engine] = []
+        self._preferred_missing = False
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, str):
+                self.engines.append(spec)
+                continue
+            try:
+                self.engines.append(load_engine(spec, self.policy_set, **options.get(spec, {})))
+            except EngineUnavailableError as exc:
+                if not tolerant:
+                    raise
+                log.warning("engine %r unavailable, skipping it: %s", spec, exc)
+                if i == 0:
+                    self._preferred_missing = True
+        if not self.engines:
+            raise EngineUnavailableError("no engine could be loaded", engine=str(engine))
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def policy_revision(self) -> str:
+        return self.policy_set.revision
+
+    @property
+    def engine_names(self) -> list[str]:
+        return [e.name for e in self.engines]
+
+    def decide(self, request: Request | Mapping[str, Any]) -> Decision:
+        """Decide one request (a :class:`Request` or a plain dict).
+
+        Raises:
+            InvalidRequestError: the request is invalid; every bad field is listed.
+        """
+        req = parse_request(request)
+        errors: list[str] = []
+        for position, engine in enumerate(self.engines):
+            try:
+                verdict = self._checked(engine, self._run(engine, req))
+            except Exception as exc:  # noqa: BLE001 - any engine failure moves down the chain
+                errors.append(self._failed(engine, exc))
+                continue
+            return self._finish(req, verdict, engine.name, position, errors)
+        return self._finish(req, self._strict_verdict(errors), "none", len(self.engines), errors)
+
+    def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
+        """Decide several requests. All are validated first: one invalid request
+        raises :class:`InvalidRequestError` listing bad fields as ``[i].path``."""
+        return [self.decide(r) for r in _parse_all(requests)]
+
+    async def adecide(self, request: Request | Mapping[str, Any]) -> Decision:
+        """Async twin of :meth:`decide`: engines run without blocking the event loop."""
+        req = parse_request(request)
+        errors: list[str] = []
+        for position, engine in enumerate(self.engines):
+            try:
+                coro = engine.aevaluate(req)
+                raw = await (asyncio.wait_for(coro, self.timeout) if self.timeout is not None else coro)
+                verdict = self._checked(engine, raw)
+            except asyncio.TimeoutError:
+                errors.append(self._failed(engine, EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name)))
+                continue
+            except Exception as exc:  # noqa: BLE001
+                errors.append(self._failed(engine, exc))
+                continue
+            return self._finish(req, verdict, engine.name, position, errors)
+        return self._finish(req, self._strict_verdict(errors), "none", len(self.engines), errors)
+
+    async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
+        """Async twin of :meth:`decide_many`; requests are decided concurrently."""
+        return list(await asyncio.gather(*(self.adecide(r) for r in _parse_all(requests))))
+
+    def close(self) -> None:
+        for engine in self.engines:
+            try:
+                engine.close()
+            except Exception:  # noqa: BLE001 - closing must not mask the caller's own error
+                log.exception("closing engine %r failed", engine.name)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> HelpdeskPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<HelpdeskPolicy engines={self.engine_names} revision={self.policy_revision[:19]}…>"
+
+    # ---------------------------------------------------------------- internals
+
+    def _run(self, engine: Engine, req: Request) -> Any:
+        if self.timeout is None:
+            return engine.evaluate(req)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="helpdesk-policy")
+        future = self._pool.submit(engine.evaluate, req)
+        try:
+            return future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name) from None
+
+    @staticmethod
+    def _checked(engine: Engine, raw: Any) -> Verdict:
+        if isinstance(raw, Verdict):
+            return raw
+        if not isinstance(raw, Mapping):
+            raise MalformedDecisionError(f"answer is {type(raw).__name__}, not a decision object", engine=engine.name)
+        try:
+            return Verdict.model_validate(dict(raw))
+        except ValidationError as exc:
+            detail = "; ".join(str(e) for e in _field_errors(exc))
+            raise MalformedDecisionError(f"answer is not a valid decision: {detail}", engine=engine.name) from None
+
+    @staticmethod
+    def _failed(engine: Engine, exc: BaseException) -> str:
+        if not isinstance(exc, EngineError):
+            exc = EngineError(f"unexpected {type(exc).__name__}: {exc}", engine=engine.name)
+        log.warning("engine %r failed, trying the next one: %s", engine.name, exc)
+        return str(exc) if str(exc).startswith(engine.name) else f"{engine.name}: {exc}"
+
+    def _strict_verdict(self, errors: list[str]) -> Verdict:
+        level = self.config.strict_level
+        log.error("no engine could decide; failing closed at %s: %s", level.value, "; ".join(errors))
+        return Verdict.model_construct(
+            level=level,
+            allowed=level.allowed,
+            requirements=list(REQUIREMENTS[level]),
+            reasons=[
+                Reason.model_construct(
+                    code="engine_unavailable",
+                    level=level,
+                    message=(
+                        f"No policy engine could decide ({len(errors)} failed); failing closed at {level.value}. "
+                        "Treat this request with the strictest process until the engines recover."
+                    ),
+                    refs=["NIST-CSF-2.0:PR.AA-05"],
+                )
+            ],
+            obligations=[
+                Obligation.model_construct(
+                    code="record_evidence", within_hours=None,
+                    fields=["identity_proof", "verifier", "approver", "outcome"]
+                    if level.allowed else ["requester", "denial_reason", "outcome"],
+                )
+            ],
+            playbook=f"engine-unavailable-{level.value.replace('_', '-')}",
+        )
+
+    def _finish(self, req: Request, verdict: Verdict, engine: str, position: int, errors: list[str]) -> Decision:
+        decision = Decision.model_construct(
+            **{k: getattr(verdict, k) for k in Verdict.model_fields},
+            engine=engine,
+            degraded=position > 0 or self._preferred_missing,
+            policy_revision=self.policy_set.revision,
+            decision_id=str(uuid.uuid4()),
+            input_digest=input_digest(req),
+        )
+        if self.log_sink is not None:
+            self._emit(req, decision, errors)
+        return decision
+
+    def _emit(self, req: Request, decision: Decision, errors: list[str]) -> None:
+        record = {
+            "decision_id": decision.decision_id,
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "path": "helpdesk/decision",
+            "policy_revision": decision.policy_revision,
+            "input_digest": decision.input_digest,
+            "input": redact(req),
+            "result": decision.to_dict(),
+            "engine_errors": errors,
+        }
+        try:
+            self.log_sink(record)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - a failing sink must not change the decision
+            log.exception("decision log sink failed for %s", decision.decision_id)
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    from .errors import field_errors_from_pydantic
+
+    return list(field_errors_from_pydantic(exc))
+
+
+def _parse_all(requests: Iterable[Request | Mapping[str, Any]]) -> list[Request]:
+    parsed: list[Request] = []
+    bad: list[FieldError] = []
+    for i, item in enumerate(requests):
+        try:
+            parsed.append(parse_request(item))
+        except InvalidRequestError as exc:
+            bad.extend(FieldError(f"[{i}].{e.path}", e.message) for e in exc.errors)
+    if bad:
+        raise InvalidRequestError(bad)
+    return parsed

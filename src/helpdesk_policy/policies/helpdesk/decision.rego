@@ -1,0 +1,30 @@
+# The decision: every concern's reasons, the strictest level among them,
+# that level's requirements, and the obligations. Entry point: data.helpdesk.decision
+package helpdesk
+
+import rego.v1
+
+import data.helpdesk.access
+import data.helpdesk.agents
+import data.helpdesk.baseline
+import data.helpdesk.common
+import data.helpdesk.levels
+import data.helpdesk.nhi
+import data.helpdesk.obligations
+import data.helpdesk.recovery
+import data.helpdesk.risk
+
+reasons := ((((baseline.reasons | recovery.reasons) | access.reasons) | nhi.reasons) | agents.reasons) | risk.reasons
+
+level := levels.names[max({levels.rank[r.level] | some r in reasons})]
+
+playbook := concat("-", [replace(common.action, "_", "-"), replace(level, "_", "-")])
+
+decision := {
+	"level": level,
+	"allowed": level != "deny",
+	"requirements": levels.requirements[level],
+	"reasons": reasons,
+	"obligations": obligations.obligations,
+	"playbook": playbook,
+}
