@@ -38,7 +38,7 @@ from .errors import (
     MalformedDecisionError,
 )
 from .levels import REQUIREMENTS, Level
-from .models import Decision, Obligation, Reason, Request, Verdict, parse_request
+from .models import Decision, Obligation, Reason, Request, Verdict, construct_trusted, parse_request
 from .policies import PolicySet
 
 __all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
@@ -89,6 +89,7 @@ class HelpdeskPolicy:
     ) -> None:
         self.policy_set = PolicySet.load(policy_dir, config)
         self.config = self.policy_set.config
+        self._revision = self.policy_set.revision
         self.timeout = timeout
         self.log_sink = log_sink
         options = {k: dict(v) for k, v in (engine_options or {}).items()}
@@ -248,14 +249,14 @@ class HelpdeskPolicy:
         )
 
     def _finish(self, req: Request, verdict: Verdict, engine: str, position: int, errors: list[str]) -> Decision:
-        decision = Decision.model_construct(
-            **{k: getattr(verdict, k) for k in Verdict.model_fields},
-            engine=engine,
-            degraded=position > 0 or self._preferred_missing,
-            policy_revision=self.policy_set.revision,
-            decision_id=str(uuid.uuid4()),
-            input_digest=input_digest(req),
-        )
+        decision = construct_trusted(Decision, {
+            **verdict.__dict__,
+            "engine": engine,
+            "degraded": position > 0 or self._preferred_missing,
+            "policy_revision": self._revision,
+            "decision_id": str(uuid.uuid4()),
+            "input_digest": input_digest(req),
+        })
         if self.log_sink is not None:
             self._emit(req, decision, errors)
         return decision

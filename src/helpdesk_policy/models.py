@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -47,6 +47,7 @@ __all__ = [
     "Verdict",
     "Decision",
     "parse_request",
+    "construct_trusted",
     "CHANNEL_TRUST_ORDER",
     "AUTH_STRENGTH_ORDER",
 ]
@@ -166,6 +167,9 @@ Count = Annotated[int, Field(ge=0, strict=True)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class RequestInfo(_Strict):
@@ -304,6 +308,23 @@ class Obligation(_Strict):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
     within_hours: Annotated[int, Field(ge=0, strict=True)] | None = None
     fields: list[str] | None = None
+
+
+def construct_trusted(cls: type[_M], values: dict[str, Any]) -> _M:
+    """Build a model from values already known to be valid, skipping validation.
+
+    For the hot path only (the native engine's prebuilt reasons, the facade's
+    decision assembly): it is ``model_construct`` without its per-field default
+    handling, so ``values`` must name every field. ``tests/test_models.py``
+    checks the result equals a validated model, which guards this against
+    pydantic internals changing.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 def _reason_order(r: Reason) -> tuple[int, str, str]:
