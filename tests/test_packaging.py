@@ -1,0 +1,56 @@
+"""The wheel carries the Rego policies and config, and works without the repo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (whl,) = out.glob("helpdesk_policy-*.whl")
+    return whl
+
+
+def test_wheel_ships_policies_config_and_marker(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    stock = ROOT / "src" / "helpdesk_policy" / "policies"
+    expected = {f"helpdesk_policy/policies/{p.relative_to(stock).as_posix()}" for p in stock.rglob("*.rego")}
+    assert expected and expected <= names
+    assert "helpdesk_policy/policies/config.yaml" in names
+    assert "helpdesk_policy/py.typed" in names
+
+
+def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import helpdesk_policy, sys;"
+        "from helpdesk_policy import HelpdeskPolicy;"
+        "assert 'site' in helpdesk_policy.__file__, helpdesk_policy.__file__;"
+        "p = HelpdeskPolicy(engine='rego');"
+        "d = p.decide({'request': {'id': 'r', 'action': 'mfa_reset', 'channel': 'phone'},"
+        " 'actor': {'id': 'u', 'type': 'human', 'relationship': 'self', 'authenticated': False, 'auth_strength': 'none'},"
+        " 'target': {'id': 'u', 'type': 'human', 'privileged': True, 'privilege_tier': 2, 'vip': False, 'status': 'active'}});"
+        "print(d.level.value, d.engine, d.degraded)"
+    )
+    # Run from an unrelated directory with only the unpacked wheel (plus the venv's
+    # dependencies) importable, so the repo's src/ cannot be what is found.
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["callback", "rego", "False"]
