@@ -103,7 +103,9 @@ reasons contains {
 		[cfg.max_secret_age_days],
 	),
 	"refs": [r.nhi7],
-} if {
+} if stale_secret
+
+stale_secret if {
 	common.is_nhi
 	common.guarded
 	not common.action in cfg.nhi_credential_actions
@@ -120,7 +122,9 @@ reasons contains {
 	"level": "self_service",
 	"message": "The new credential must live in a secrets manager, not in code, tickets or chat.",
 	"refs": [r.nhi2, r.nhi7],
-} if {
+} if unmanaged_secret
+
+unmanaged_secret if {
 	common.is_nhi
 	issues_credential
 	input.target.in_secrets_manager != true

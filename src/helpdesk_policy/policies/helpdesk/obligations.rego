@@ -1,22 +1,19 @@
 # What must be recorded and done after acting. Depends on the final level,
-# so it reads data.helpdesk.level (no rule cycle: reasons never read obligations).
+# so it reads data.helpdesk.level (no rule cycle: reasons never read obligations),
+# and on the NHI facts behind nhi_stale_secret / nhi_secret_unmanaged.
 package helpdesk.obligations
 
 import rego.v1
 
 import data.helpdesk
 import data.helpdesk.common
+import data.helpdesk.nhi
 
 cfg := common.cfg
 
 level := helpdesk.level
 
 denied if level == "deny"
-
-has_reason(code) if {
-	some reason in helpdesk.reasons
-	reason.code == code
-}
 
 evidence_fields := {
 	"self_service": ["requester", "outcome"],
@@ -47,12 +44,12 @@ obligations contains {"code": "terminate_sessions"} if {
 
 obligations contains {"code": "rotate_stale_secret"} if {
 	not denied
-	has_reason("nhi_stale_secret")
+	nhi.stale_secret
 }
 
 obligations contains {"code": "move_to_secrets_manager"} if {
 	not denied
-	has_reason("nhi_secret_unmanaged")
+	nhi.unmanaged_secret
 }
 
 obligations contains {"code": "time_bound_access", "within_hours": cfg.break_glass_hours} if {
