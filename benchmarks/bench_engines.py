@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples" / "requests").glob("*.json"))
+EXAMPLES = sorted(Path(__import__("os").environ.get("BENCH_REQUESTS", ROOT / "examples" / "requests")).glob("*.json"))
 
 COLD = """
 import time, json, sys
@@ -104,7 +104,7 @@ def main() -> None:
     from helpdesk_policy import HelpdeskPolicy
 
     requests = load_requests()
-    print(f"{len(requests)} example requests from {EXAMPLES[0].parent.relative_to(ROOT)}")
+    print(f"{len(requests)} example requests from {EXAMPLES[0].parent}")
     for engine in args.engines:
         policy = HelpdeskPolicy(engine=engine)
         lat = latency(policy, requests, args.seconds)
