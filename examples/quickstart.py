@@ -22,7 +22,7 @@ decision = policy.decide({
     "context": {"risk_signals": ["caller_id_mismatch"]},
 })
 
-print(f"level:        {decision.level.value} (allowed={decision.allowed}, engine={decision.engine})")
+print(f"level: {decision.level.value} (allowed={decision.allowed}, engine={decision.engine})")
 print(f"requirements: {', '.join(decision.requirements)}")
 for reason in decision.reasons:
     print(f"  {reason.level.value:<16} {reason.code}: {reason.message}")

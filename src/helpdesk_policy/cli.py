@@ -1,7 +1,25 @@
-"""The ``helpdesk-policy`` command line.
+"""The ``helpdesk-policy`` command line (also ``python -m helpdesk_policy``).
 
-Exit codes: 0 decided (a deny is a decision), 1 ``--fail-on-deny`` saw a deny,
-2 invalid input or usage, 3 no engine could load.
+Commands::
+
+    helpdesk-policy decide FILE... | -     decisions as SPEC §4 JSON (or --format text)
+    helpdesk-policy explain FILE | -      the decision as numbered steps for a helpdesk agent
+    helpdesk-policy schema request|decision|config   JSON Schema
+
+A FILE holds one request object or a JSON array of them; ``-`` reads stdin.
+
+Exit codes:
+
+====  ===========================================================================
+0     decided (a deny is a valid decision)
+1     ``decide --fail-on-deny`` and at least one decision is deny
+2     invalid input or usage: bad request fields (every path listed), unreadable
+      file, bad JSON, bad config or policy directory
+3     the engine cannot load (e.g. a missing extra; the message names it)
+====  ===========================================================================
+
+``main`` is a plain :class:`click.Group`: other modules' commands are attached
+with ``main.add_command(command)``.
 """
 
 from __future__ import annotations
@@ -9,134 +27,230 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import click
 
 from . import __version__
-from .errors import EngineUnavailableError, HelpdeskPolicyError, InvalidConfigError, InvalidRequestError, PolicyLoadError
+from .errors import (
+    EngineUnavailableError,
+    FieldError,
+    InvalidConfigError,
+    InvalidRequestError,
+    PolicyLoadError,
+)
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_OK = 0
 EXIT_DENY = 1
 EXIT_INVALID = 2
 EXIT_ENGINE = 3
 
+ENGINE_CHOICES = ("auto", "rego", "native", "opa")
 
-def _engine_options(fn: F) -> F:
-    fn = click.option("--policy-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                      help="Directory of Rego policies (default: the stock policies).")(fn)
-    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                      help="YAML/JSON config merged over the stock config.yaml.")(fn)
-    fn = click.option("--engine", type=click.Choice(["auto", "rego", "native", "opa"]), default="auto",
-                      show_default=True, help="Engine; auto = rego with native as fallback.")(fn)
+
+class CliError(click.ClickException):
+    """An error the CLI reports on stderr with a specific exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        # ClickException declares exit_code on the class; each of ours carries its own.
+        self.exit_code = exit_code  # type: ignore[misc]
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One request document read from a source, with a label for error paths."""
+
+    source: str
+    index: int | None  # position in a JSON array, None for a lone object
+    document: Any
+
+    @property
+    def label(self) -> str:
+        name = "<stdin>" if self.source == "-" else self.source
+        return name if self.index is None else f"{name}[{self.index}]"
+
+
+def engine_options(fn: F) -> F:
+    """Options shared by the commands that decide: ``--engine``, ``--config``, ``--policy-dir``."""
+    fn = click.option(
+        "--policy-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="Directory of Rego policies (default: the stock policies shipped with the package).",
+    )(fn)
+    fn = click.option(
+        "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        help="YAML/JSON policy config; its keys are merged over the stock config.yaml.",
+    )(fn)
+    fn = click.option(
+        "--engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
+        help="Policy engine; auto = embedded Rego with the native engine as fallback.",
+    )(fn)
     return fn
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+def _read_source(src: str) -> Any:
+    # Read and parse one source; every failure is a usage error (exit 2) naming the source.
+    name = "<stdin>" if src == "-" else src
+    try:
+        text = sys.stdin.read() if src == "-" else Path(src).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}", EXIT_INVALID) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"cannot read {name}: not UTF-8 text ({exc.reason})", EXIT_INVALID) from None
+    if not text.strip():
+        raise CliError(f"{name} is empty: expected a request object or an array of them", EXIT_INVALID)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                       EXIT_INVALID) from None
 
 
-def _read_requests(sources: tuple[str, ...]) -> list[Any]:
-    items: list[Any] = []
-    for src in sources or ("-",):
+def _read_items(sources: Sequence[str]) -> tuple[list[_Item], bool]:
+    """Read every source. Returns the items and whether the output should be a single object
+    (one source holding one object) rather than an array."""
+    if list(sources).count("-") > 1:
+        raise CliError("'-' (stdin) may be given only once", EXIT_INVALID)
+    items: list[_Item] = []
+    single = len(sources) == 1
+    for src in sources:
+        doc = _read_source(src)
+        if isinstance(doc, list):
+            single = False
+            items.extend(_Item(src, i, d) for i, d in enumerate(doc))
+        else:
+            items.append(_Item(src, None, doc))
+    return items, single
+
+
+def _parse(items: Sequence[_Item], single: bool) -> list[Any]:
+    """Validate every item before deciding any, so bad input yields no partial output.
+
+    Raises:
+        CliError: exit 2, listing every bad field path of every item.
+    """
+    from .models import parse_request
+
+    parsed = []
+    bad: list[FieldError] = []
+    for item in items:
         try:
-            text = sys.stdin.read() if src == "-" else Path(src).read_text(encoding="utf-8")
-        except OSError as exc:
-            _fail(f"cannot read {src}: {exc.strerror}", EXIT_INVALID)
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            _fail(f"{src} is not valid JSON: {exc}", EXIT_INVALID)
-        items.extend(doc if isinstance(doc, list) else [doc])
-    return items
+            parsed.append(parse_request(item.document))
+        except InvalidRequestError as exc:
+            # A lone request keeps the plain paths; several are prefixed with their source.
+            bad.extend(exc.errors if single else (FieldError(f"{item.label}: {e.path}", e.message) for e in exc.errors))
+    if bad:
+        raise CliError(str(InvalidRequestError(bad)), EXIT_INVALID)
+    return parsed
 
 
-def _policy(engine: str, config_file: Path | None, policy_dir: Path | None):  # type: ignore[no-untyped-def]
+@contextmanager
+def _policy(engine: str, config_file: Path | None, policy_dir: Path | None) -> Iterator[Any]:
     from .facade import HelpdeskPolicy
 
     try:
-        return HelpdeskPolicy(engine=engine, config=config_file, policy_dir=policy_dir)
-    except InvalidConfigError as exc:
-        _fail(str(exc), EXIT_INVALID)
-    except PolicyLoadError as exc:
-        _fail(str(exc), EXIT_INVALID)
+        policy = HelpdeskPolicy(engine=engine, config=config_file, policy_dir=policy_dir)
+    except (InvalidConfigError, PolicyLoadError) as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
     except EngineUnavailableError as exc:
-        _fail(str(exc), EXIT_ENGINE)
+        raise CliError(str(exc), EXIT_ENGINE) from None
+    try:
+        yield policy
+    finally:
+        policy.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="helpdesk-policy")
-@click.option("-v", "--verbose", count=True, help="Log engine fallbacks (-v) and debug detail (-vv) to stderr.")
-def main(verbose: int) -> None:
-    """Decide how much identity assurance a helpdesk request needs, and why."""
-    if verbose:
-        # The CLI is an application: it may configure logging; the library never does.
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(name)s: %(message)s")
+@click.version_option(__version__, "--version", prog_name="helpdesk-policy")
+@click.option("-v", "--verbose", count=True,
+              help="More log detail on stderr: -v info, -vv debug (warnings such as engine fallbacks always show).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Decide how much identity assurance a helpdesk request needs, and why.
+
+    Exit codes: 0 decided (a deny is a decision), 1 --fail-on-deny saw a deny,
+    2 invalid input, 3 engine unavailable.
+    """
+    _log_to_stderr(ctx, logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+
+
+def _log_to_stderr(ctx: click.Context, level: int) -> None:
+    """Show the library's log records on stderr for the duration of this command.
+
+    The CLI is an application, so it may configure logging; the library never
+    does. Only the ``helpdesk_policy`` logger is touched, and it is restored when
+    the command ends, so calling ``main`` from another program (or a test) leaves
+    that program's logging as it was.
+    """
+    logger = logging.getLogger("helpdesk_policy")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved_level, saved_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    # Not propagated: a host application's root handlers would print every record twice.
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(saved_level)
+        logger.propagate = saved_propagate
+
+    ctx.call_on_close(restore)
 
 
 @main.command()
-@click.argument("files", nargs=-1)
-@_engine_options
-@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True)
-@click.option("--fail-on-deny", is_flag=True, help="Exit 1 when any decision is deny.")
+@click.argument("files", nargs=-1, required=True)
+@engine_options
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
+              help="json: exactly the SPEC §4 decision shape; text: a summary for people.")
+@click.option("--fail-on-deny", is_flag=True, help="Exit 1 when any decision is deny (for scripts).")
 def decide(files: tuple[str, ...], engine: str, config_file: Path | None, policy_dir: Path | None,
            fmt: str, fail_on_deny: bool) -> None:
-    """Decide the request(s) in FILES (JSON object or array; '-' reads stdin)."""
-    requests = _read_requests(files)
-    policy = _policy(engine, config_file, policy_dir)
-    try:
-        # One request reports bad fields without an index prefix.
-        decisions = [policy.decide(requests[0])] if len(requests) == 1 else policy.decide_many(requests)
-    except InvalidRequestError as exc:
-        _fail(str(exc), EXIT_INVALID)
-    finally:
-        policy.close()
+    """Decide the request(s) in FILES; '-' reads stdin.
+
+    A file holds one request object or a JSON array of them. JSON output is one
+    decision object for one request object, otherwise an array in input order.
+    """
+    items, single = _read_items(files)
+    requests = _parse(items, single)
+    with _policy(engine, config_file, policy_dir) as policy:
+        decisions = [policy.decide(r) for r in requests]
     if fmt == "json":
         docs = [d.to_dict() for d in decisions]
-        click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+        click.echo(json.dumps(docs[0] if single else docs, indent=2))
     else:
         from .render import render_text
 
-        names = _labels(files, requests)
-        click.echo("\n\n".join(f"== {name}\n{render_text(d)}" for name, d in zip(names, decisions)))
+        blocks = [f"== {item.label} ({req.request.id})\n{render_text(d)}"
+                  for item, req, d in zip(items, requests, decisions, strict=True)]
+        click.echo("\n\n".join(blocks))
     if fail_on_deny and any(not d.allowed for d in decisions):
-        sys.exit(EXIT_DENY)
-
-
-def _labels(files: tuple[str, ...], requests: list[Any]) -> list[str]:
-    out = []
-    for req in requests:
-        rid = req.get("request", {}).get("id", "?") if isinstance(req, dict) else "?"
-        out.append(str(rid))
-    if len(files) == len(requests):
-        out = [f"{Path(f).name} ({rid})" if f != "-" else rid for f, rid in zip(files, out)]
-    return out
+        click.get_current_context().exit(EXIT_DENY)
 
 
 @main.command()
-@click.argument("file", default="-")
-@_engine_options
+@click.argument("file")
+@engine_options
 def explain(file: str, engine: str, config_file: Path | None, policy_dir: Path | None) -> None:
-    """Explain the decision for FILE as numbered steps for a helpdesk agent."""
-    from .models import parse_request
+    """Explain the decision for the request(s) in FILE ('-' = stdin) as numbered steps for a helpdesk agent."""
     from .render import render_explain
 
-    requests = _read_requests((file,))
-    policy = _policy(engine, config_file, policy_dir)
-    try:
-        parsed = [parse_request(r) for r in requests]
-        texts = [render_explain(policy.decide(r), r) for r in parsed]
-    except InvalidRequestError as exc:
-        _fail(str(exc), EXIT_INVALID)
-    finally:
-        policy.close()
+    items, single = _read_items((file,))
+    requests = _parse(items, single)
+    with _policy(engine, config_file, policy_dir) as policy:
+        texts = [render_explain(policy.decide(r), r) for r in requests]
     click.echo("\n\n".join(texts))
 
 
@@ -144,31 +258,19 @@ def explain(file: str, engine: str, config_file: Path | None, policy_dir: Path |
 @click.argument("what", type=click.Choice(["request", "decision", "config"]))
 def schema(what: str) -> None:
     """Print the JSON Schema of a request, a decision, or the policy config."""
+    from pydantic import BaseModel
+
     from .config import PolicyConfig
     from .models import Decision, Request
 
-    model = {"request": Request, "decision": Decision, "config": PolicyConfig}[what]
-    mode = "serialization" if what == "decision" else "validation"
-    click.echo(json.dumps(model.model_json_schema(mode=mode), indent=2))
-
-
-def _register_optional_commands() -> None:
-    """Subcommands from sibling modules, added when present."""
-    import importlib
-
-    for module_name, attr in (("helpdesk_policy.bundle", "bundle"), ("helpdesk_policy.cli_ci", "test_command"),
-                              ("helpdesk_policy.cli_ci", "diff_command")):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        main.add_command(getattr(module, attr))
-
-
-_register_optional_commands()
+    models: dict[str, type[BaseModel]] = {"request": Request, "decision": Decision, "config": PolicyConfig}
+    model = models[what]
+    # A decision is something we emit, so its schema describes the serialised form.
+    mode: Literal["validation", "serialization"] = "serialization" if what == "decision" else "validation"
+    doc = model.model_json_schema(mode=mode)
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **doc}
+    click.echo(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="helpdesk-policy")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -134,11 +135,12 @@ class HelpdeskPolicy:
         errors: list[str] = []
         for position, engine in enumerate(self.engines):
             try:
-                verdict = self._checked(engine, self._run(engine, req))
+                upstream_id, raw = _upstream_decision_id(self._run(engine, req))
+                verdict = self._checked(engine, raw)
             except Exception as exc:  # noqa: BLE001 - any engine failure moves down the chain
                 errors.append(self._failed(engine, exc))
                 continue
-            return self._finish(req, verdict, engine.name, position, errors)
+            return self._finish(req, verdict, engine.name, position, errors, upstream_id)
         return self._finish(req, self._strict_verdict(errors), "none", len(self.engines), errors)
 
     def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
@@ -154,6 +156,7 @@ class HelpdeskPolicy:
             try:
                 coro = engine.aevaluate(req)
                 raw = await (asyncio.wait_for(coro, self.timeout) if self.timeout is not None else coro)
+                upstream_id, raw = _upstream_decision_id(raw)
                 verdict = self._checked(engine, raw)
             except asyncio.TimeoutError:
                 errors.append(self._failed(engine, EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name)))
@@ -161,7 +164,7 @@ class HelpdeskPolicy:
             except Exception as exc:  # noqa: BLE001
                 errors.append(self._failed(engine, exc))
                 continue
-            return self._finish(req, verdict, engine.name, position, errors)
+            return self._finish(req, verdict, engine.name, position, errors, upstream_id)
         return self._finish(req, self._strict_verdict(errors), "none", len(self.engines), errors)
 
     async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
@@ -248,13 +251,16 @@ class HelpdeskPolicy:
             playbook=f"engine-unavailable-{level.value.replace('_', '-')}",
         )
 
-    def _finish(self, req: Request, verdict: Verdict, engine: str, position: int, errors: list[str]) -> Decision:
+    def _finish(
+        self, req: Request, verdict: Verdict, engine: str, position: int, errors: list[str],
+        decision_id: str | None = None,
+    ) -> Decision:
         decision = construct_trusted(Decision, {
             **verdict.__dict__,
             "engine": engine,
             "degraded": position > 0 or self._preferred_missing,
             "policy_revision": self._revision,
-            "decision_id": str(uuid.uuid4()),
+            "decision_id": decision_id or str(uuid.uuid4()),
             "input_digest": input_digest(req),
         })
         if self.log_sink is not None:
@@ -276,6 +282,24 @@ class HelpdeskPolicy:
             self.log_sink(record)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a failing sink must not change the decision
             log.exception("decision log sink failed for %s", decision.decision_id)
+
+
+#: What an engine-supplied decision id may look like (OPA's are UUIDs).
+_UPSTREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def _upstream_decision_id(raw: Any) -> tuple[str | None, Any]:
+    """Take an engine's own ``decision_id`` (OPA's) out of a raw decision.
+
+    The decision then carries that id, so this library's decision log and the
+    OPA server's correlate; an id that does not look like one is dropped (a
+    fresh UUID is used).
+    """
+    if isinstance(raw, Mapping) and "decision_id" in raw:
+        raw = dict(raw)
+        upstream = raw.pop("decision_id")
+        return (upstream if isinstance(upstream, str) and _UPSTREAM_ID.match(upstream) else None), raw
+    return None, raw
 
 
 def _field_errors(exc: ValidationError) -> list[FieldError]:

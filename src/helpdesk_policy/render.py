@@ -1,4 +1,9 @@
-"""Decisions rendered for people: a summary, and steps a helpdesk agent follows.
+"""Decisions rendered for people: a summary, and the steps a helpdesk agent follows.
+
+Both renderers are pure functions of their inputs: the same decision (and
+request) always gives the same text, so output can be diffed, snapshotted and
+pasted into a ticket. The text is plain (no colour codes, no terminal width
+assumptions).
 
 >>> from helpdesk_policy import HelpdeskPolicy
 >>> from helpdesk_policy.render import render_text
@@ -10,103 +15,358 @@
 ...                "privilege_tier": 0, "vip": False, "status": "active"},
 ... })
 >>> print(render_text(d).splitlines()[0])
-SELF_SERVICE (allowed) — info-request-self-service
+Decision: SELF_SERVICE (allowed)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .levels import Level
-from .models import ActorType, Decision, Obligation, Request
+from .models import (
+    Action,
+    ActorType,
+    Channel,
+    Decision,
+    Obligation,
+    Relationship,
+    Request,
+    RiskSignal,
+    TargetType,
+    parse_request,
+)
 
-__all__ = ["render_text", "render_explain", "describe_obligation"]
+__all__ = ["render_text", "render_explain", "describe_obligation", "describe_action"]
 
-_REQUIREMENT_TEXT = {
-    "identity_step_up": (
-        "Re-verify the requester with a strong factor bound to the identity of record: a number-match push "
-        "to an enrolled device, phishing-resistant MFA, or a verified government ID. Knowledge questions, "
-        "caller ID and details the caller volunteers do not count."
-    ),
-    "manager_approval": (
-        "Get approval from the target's manager or owner of record, looked up in the directory. The approver "
-        "must not be the requester, and an AI agent never counts as an approver."
-    ),
-    "out_of_band_callback": (
-        "Call back (or message) a contact of record from the directory — never a number or address given in "
-        "the request or by the caller — and confirm the request with the account holder or owner. An AI agent "
-        "never counts as the callback target."
-    ),
+#: What "perform the request" means, per action (an imperative a person can follow).
+_ACTION_TEXT: dict[Action, str] = {
+    Action.ACCOUNT_UNLOCK: "Unlock the account",
+    Action.PASSWORD_RESET: "Reset the password",
+    Action.MFA_RESET: "Reset the MFA registration (remove the lost factor; the holder enrols a new one)",
+    Action.MFA_ADD_FACTOR: "Add the new MFA factor",
+    Action.ACCESS_GRANT: "Grant the requested access",
+    Action.ROLE_CHANGE: "Apply the role change",
+    Action.PRIVILEGE_ELEVATION: "Elevate the privileges",
+    Action.DELEGATED_ADMIN: "Grant the delegated administration rights",
+    Action.API_KEY_REISSUE: "Reissue the API key",
+    Action.SECRET_ROTATION: "Rotate the secret",
+    Action.TOKEN_REVOKE: "Revoke the token",
+    Action.CREDENTIAL_REVOKE: "Revoke the credential",
+    Action.OAUTH_CONSENT: "Grant the OAuth consent",
+    Action.SERVICE_ACCOUNT_CREATE: "Create the service account",
+    Action.ACCOUNT_DISABLE: "Disable the account",
+    Action.CONTACT_CHANGE: "Change the contact details of record",
+    Action.INFO_REQUEST: "Answer the information request",
 }
+
+#: Actions that hand a new secret to someone: it must never travel over the request's channel.
+_ISSUES_SECRET = frozenset(
+    {Action.PASSWORD_RESET, Action.MFA_RESET, Action.API_KEY_REISSUE, Action.SECRET_ROTATION,
+     Action.SERVICE_ACCOUNT_CREATE}
+)
+
+_ACCEPTABLE_FACTORS = (
+    "a number-match push to a device already enrolled for that identity, phishing-resistant MFA "
+    "(security key, passkey, smart card), or a government ID checked against the identity of record "
+    "(in person, or supervised remote proofing)"
+)
+_NOT_ACCEPTABLE = (
+    "caller ID, knowledge questions, an employee number or other details the requester can look up or "
+    "volunteers, or a code sent to a phone or address given in the request"
+)
+
+
+def describe_action(request: Request) -> str:
+    """The action of ``request`` as an imperative sentence naming its target."""
+    t = request.target
+    return f"{_ACTION_TEXT[request.request.action]} for {t.type.value} {t.id}"
 
 
 def describe_obligation(ob: Obligation) -> str:
-    """One sentence for an obligation, with its parameters."""
+    """One imperative sentence for an obligation, parameters included.
+
+    Unknown obligation codes (a custom policy's) are rendered generically with
+    every parameter, so nothing an engine returns is silently dropped.
+    """
     code = ob.code
     if code == "record_evidence":
-        return "Record evidence in the ticket: " + ", ".join(ob.fields or []) + "."
+        return "Record evidence: " + ", ".join(ob.fields or []) + "."
     if code == "revoke_previous_credential":
-        return f"Revoke the previous credential or factor within {ob.within_hours} hours."
+        return f"Revoke the previous credential within {ob.within_hours} hours."
     if code == "notify_identity_owner":
-        return "Notify the identity (or the NHI's owner) through a channel of record, not the requesting one."
+        return (
+            "Notify the identity holder (for a non-human identity, its owner of record) through a contact of "
+            "record, not the channel the request came from."
+        )
     if code == "terminate_sessions":
         return "Terminate the identity's existing sessions and refresh tokens."
     if code == "rotate_stale_secret":
-        return "Rotate the identity's stale secret."
+        return "Rotate the identity's stale secret (older than the maximum age, or of unknown age)."
     if code == "move_to_secrets_manager":
-        return "Store the new credential in the secrets manager; never paste it into the ticket or chat."
+        return (
+            "Store the new credential in the secrets manager; never put it in code, the ticket, chat or email."
+        )
     if code == "time_bound_access":
         return f"Make the access time-bound: it must expire within {ob.within_hours} hours."
     if code == "post_incident_review":
-        return "Open a post-incident review of this emergency change."
-    params = ", ".join(f"{k}={v}" for k, v in ob.model_dump(exclude_none=True).items() if k != "code")
-    return f"{code}" + (f" ({params})" if params else "")
+        return "Open a post-incident review of this emergency request."
+    params = _obligation_params(ob)
+    return f"Fulfil obligation {code}" + (f" ({params})." if params else ".")
+
+
+def _obligation_params(ob: Obligation) -> str:
+    parts = []
+    for key, value in ob.model_dump(mode="json", exclude_none=True).items():
+        if key == "code":
+            continue
+        parts.append(f"{key}={', '.join(map(str, value)) if isinstance(value, list) else value}")
+    return "; ".join(parts)
 
 
 def render_text(decision: Decision) -> str:
-    """A readable summary: level, requirements, reasons, obligations, provenance."""
-    lines = [f"{decision.level.value.upper()} ({'allowed' if decision.allowed else 'denied'}) — {decision.playbook}"]
-    lines.append("requirements: " + (", ".join(decision.requirements) or "none"))
-    lines.append("reasons:")
+    """A readable summary of ``decision`` for a person.
+
+    Args:
+        decision: the decision to render.
+
+    Returns:
+        Plain text: level and verdict, playbook, requirements, every reason
+        (level, code, message, refs), every obligation with its parameters, and
+        the provenance (engine, degraded, policy revision, decision id, input digest).
+    """
+    verdict = "allowed" if decision.allowed else "denied"
+    lines = [
+        f"Decision: {decision.level.value.upper()} ({verdict})",
+        f"Playbook: {decision.playbook}",
+        "Requirements: " + (", ".join(decision.requirements) or "none"),
+        "Reasons:",
+    ]
     for r in decision.reasons:
-        refs = f" [{', '.join(r.refs)}]" if r.refs else ""
-        lines.append(f"  - {r.level.value:<16} {r.code}: {r.message}{refs}")
-    lines.append("obligations:")
+        lines.append(f"  - [{r.level.value}] {r.code}: {r.message}")
+        if r.refs:
+            lines.append(f"      refs: {', '.join(r.refs)}")
+    lines.append("Obligations:" if decision.obligations else "Obligations: none")
     for ob in decision.obligations:
-        lines.append(f"  - {ob.code}: {describe_obligation(ob)}")
-    lines.append(
-        f"engine: {decision.engine}{' (DEGRADED: fallback answered)' if decision.degraded else ''}  "
-        f"revision: {decision.policy_revision[:19]}…  decision: {decision.decision_id}"
-    )
+        params = _obligation_params(ob)
+        lines.append(f"  - {ob.code}" + (f" ({params})" if params else "") + f": {describe_obligation(ob)}")
+    # Degraded decisions are flagged loudly: a fallback engine answered.
+    degraded = "yes (a fallback answered; the preferred engine failed)" if decision.degraded else "no"
+    lines += [
+        f"Engine: {decision.engine} (degraded: {degraded})",
+        f"Policy revision: {decision.policy_revision}",
+        f"Decision id: {decision.decision_id}",
+        f"Input digest: {decision.input_digest}",
+    ]
     return "\n".join(lines)
 
 
-def render_explain(decision: Decision, request: Request) -> str:
-    """The decision as numbered steps a helpdesk agent follows."""
-    steps: list[str] = []
-    action = request.request.action.value
-    target = f"{request.target.type.value} {request.target.id}"
-    if not decision.allowed:
-        steps.append(f"Do not perform this request ({action} on {target}) through this channel.")
-        for r in decision.reasons:
-            if r.level is Level.DENY:
-                steps.append(f"Tell the requester why and which process to use: {r.message}")
-        steps.append("Do not reveal whether the account exists or any detail about it beyond what the requester already knows.")
+# ----------------------------------------------------------------------- explain
+
+
+def _who_verifies(request: Request) -> str:
+    """Whose identity the step-up is about, and how to reach them, in words."""
+    actor, target = request.actor, request.target
+    if actor.type is ActorType.AI_AGENT:
+        # The agent cannot vouch for anyone: the helpdesk goes to the person directly.
+        person = actor.on_behalf_of or (target.id if target.type is TargetType.HUMAN else None)
+        if person is not None:
+            return f"{person}, the person the AI agent {actor.id} acts for (directly, not through the agent)"
+        return f"the owner of record of {target.id} (directly, not through the AI agent {actor.id})"
+    if actor.type is ActorType.SERVICE:
+        return (
+            f"the human owner of record behind the calling service {actor.id} (and confirm the service's "
+            "credential is the one of record)"
+        )
+    if actor.relationship is Relationship.SELF:
+        return f"the requester {actor.id} (the account holder)"
+    return f"the requester {actor.id} ({actor.relationship.value} of {target.id})"
+
+
+def _approver_text(request: Request) -> str:
+    actor, target = request.actor, request.target
+    if target.type is TargetType.HUMAN:
+        who = f"{target.id}'s manager of record, looked up in the directory"
     else:
-        if request.actor.type is ActorType.AI_AGENT:
-            steps.append(
-                "The request comes from an AI agent: every verification and approval below must be done by a "
-                "human with the account holder or owner directly, not through the agent."
-            )
-        for req in decision.requirements:
-            steps.append(_REQUIREMENT_TEXT.get(req, req))
-        if decision.level is Level.SELF_SERVICE:
-            steps.append("Point the requester to the self-service flow; no helpdesk verification is needed beyond it.")
-        steps.append("If any verification fails or the requester pushes for urgency, stop and escalate; do not improvise.")
-        steps.append(f"Perform the {action} on {target}.")
-    for ob in decision.obligations:
-        steps.append(describe_obligation(ob))
-    header = (
-        f"{decision.level.value.upper()}: {action} on {target} "
-        f"(playbook {decision.playbook}, decision {decision.decision_id})"
+        who = f"an owner of record of {target.id} or that owner's manager, looked up in the NHI inventory"
+    text = f"Get approval from {who} (never a name or contact supplied in the request)."
+    text += f" The approver must not be the requester ({actor.id})"
+    if actor.relationship in (Relationship.MANAGER, Relationship.OWNER) and actor.type is ActorType.HUMAN:
+        # Separation of duties: the person of record is the requester here, so someone else approves.
+        text += (
+            f"; the requester is {target.id}'s {actor.relationship.value} of record, so the approval must come "
+            "from another approver of record: their own manager, a co-owner, or the owner of the role or resource"
+        )
+    return text + ". An AI agent never counts as an approver, even when it relays an approval."
+
+
+def _callback_text(request: Request) -> str:
+    target = request.target
+    holder = target.id if target.type is TargetType.HUMAN else f"the owner of record of {target.id}"
+    text = (
+        f"Call back {holder} on a contact of record taken from the directory or inventory, never a phone number "
+        "or address given in the request, the ticket or by the caller, and confirm they made or agree to this "
+        "request."
     )
-    why = "Why: " + "; ".join(f"{r.code} ({r.level.value})" for r in decision.reasons)
-    return "\n".join([header, why, *(f"{i}. {s}" for i, s in enumerate(steps, 1))])
+    if request.request.action is Action.CONTACT_CHANGE:
+        # The contact being changed is what an attacker controls after a takeover.
+        text += " Use the contact of record as it was before this request, not the new one."
+    return text + " An AI agent is never the callback target."
+
+
+#: Work order for obligations in the steps: what is part of the action first,
+#: then clean-up, then telling and recording. Unknown codes follow, by code.
+_OBLIGATION_ORDER = (
+    "move_to_secrets_manager",
+    "time_bound_access",
+    "terminate_sessions",
+    "revoke_previous_credential",
+    "rotate_stale_secret",
+    "notify_identity_owner",
+    "record_evidence",
+    "post_incident_review",
+)
+
+
+def _in_work_order(obligations: list[Obligation]) -> list[Obligation]:
+    known = {code: i for i, code in enumerate(_OBLIGATION_ORDER)}
+    return sorted(obligations, key=lambda o: (known.get(o.code, len(known)), o.code))
+
+
+def _requester_line(request: Request) -> str:
+    a = request.actor
+    detail = [a.relationship.value]
+    if a.on_behalf_of is not None:
+        detail.append(f"on behalf of {a.on_behalf_of}")
+    detail.append(f"authenticated with {a.auth_strength.value}" if a.authenticated else "not authenticated")
+    return f"Requester: {a.type.value} {a.id} ({', '.join(detail)})"
+
+
+def _do_not(decision: Decision, request: Request) -> list[str]:
+    """The "do not" list for an allowed decision, tailored to the request."""
+    items: list[str] = []
+    reqs = set(decision.requirements)
+    signals = set(request.context.risk_signals)
+    if "identity_step_up" in reqs:
+        items.append(f"accept {_NOT_ACCEPTABLE} as proof of identity")
+    if "manager_approval" in reqs or "out_of_band_callback" in reqs:
+        items.append("use an approver, phone number or email address supplied in the request or by the caller")
+    if request.actor.type is ActorType.AI_AGENT:
+        items.append(
+            f"treat the AI agent {request.actor.id} as verification, approval or callback target, or let it act "
+            "before a human has completed the steps above"
+        )
+    if request.request.emergency or RiskSignal.URGENCY_PRESSURE in signals:
+        items.append("skip or shorten a step because of urgency or pressure: an emergency never lowers the level")
+    if request.request.action in _ISSUES_SECRET:
+        items.append(
+            "disclose a new password, key, secret or recovery code in the ticket, chat, email or over the phone"
+        )
+    if (
+        decision.level is Level.SELF_SERVICE
+        and request.request.channel is not Channel.SELF_SERVICE_PORTAL
+        and request.request.action is not Action.INFO_REQUEST
+    ):
+        items.append(
+            "perform it on the requester's behalf outside their own authenticated flow: if they cannot use it, "
+            "decide the request again for the channel they are actually using"
+        )
+    return items
+
+
+def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> str:
+    """The decision as numbered steps a helpdesk agent follows, in order.
+
+    Allowed decisions: what to verify (step-up with the acceptable factors,
+    approval by the manager/owner of record who is not the requester, callback
+    to a contact of record), what not to do, the action, then each obligation.
+    Deny: do not perform it, the formal process named by the deny reasons, then
+    the obligations (evidence, notification of the attempt).
+
+    Args:
+        decision: the decision for ``request``.
+        request: the request it was made for (a :class:`Request` or a plain dict).
+
+    Returns:
+        Plain text with a header, the reasons ("Why") and numbered steps.
+    """
+    req = parse_request(request)
+    info, target = req.request, req.target
+    steps: list[str] = []
+    if not decision.allowed:
+        steps.append(
+            f"Do not perform this request ({info.action.value} on {target.type.value} {target.id}): not through "
+            "this channel, not partially, and not through a workaround (temporary password, shared credential, "
+            "manual grant), whatever the urgency."
+        )
+        seen: set[str] = set()
+        for r in decision.reasons:
+            if r.level is Level.DENY and r.message not in seen:
+                seen.add(r.message)
+                steps.append(f"Formal process instead ({r.code}): {r.message}")
+        steps.append(
+            "Tell the requester this cannot be done here and point them to that process; do not disclose details "
+            "about the account, its owners or its credentials."
+        )
+    else:
+        if req.actor.type is ActorType.AI_AGENT:
+            steps.append(
+                f"This request comes from the AI agent {req.actor.id}. It cannot vouch for anyone's identity, "
+                "approve, or receive a callback: a human helpdesk agent does every step below with the people "
+                "of record directly."
+            )
+        is_info = info.action is Action.INFO_REQUEST
+        if decision.level is Level.SELF_SERVICE and is_info:
+            steps.append(
+                "No identity verification is needed: the request changes nothing. Share only what the requester "
+                "may see about their own account, never a credential or details of another identity."
+            )
+        elif decision.level is Level.SELF_SERVICE:
+            steps.append(
+                "No helpdesk verification is needed: the requester completes this themselves in the self-service "
+                "flow (portal or API) with the authentication they already hold."
+            )
+        if "identity_step_up" in decision.requirements:
+            steps.append(
+                f"Verify the identity of {_who_verifies(req)}. Use a strong factor bound to the identity of "
+                f"record: {_ACCEPTABLE_FACTORS}."
+            )
+        if "manager_approval" in decision.requirements:
+            steps.append(_approver_text(req))
+        if "out_of_band_callback" in decision.requirements:
+            steps.append(_callback_text(req))
+        do_not = _do_not(decision, req)
+        if do_not:
+            steps.append("\n".join(["Do not:", *(f"- {item[0].upper()}{item[1:]}." for item in do_not)]))
+        if decision.requirements:
+            steps.append(
+                "If any check above fails or cannot be completed, stop: do not perform the request, record the "
+                "attempt and escalate to security."
+            )
+        action = f"{describe_action(req)} ({info.action.value}, playbook {decision.playbook})."
+        if decision.level is Level.SELF_SERVICE and not is_info:
+            action = f"The requester does it in the self-service flow: {action[0].lower()}{action[1:]}"
+        steps.append(action)
+    steps.extend(describe_obligation(ob) for ob in _in_work_order(decision.obligations))
+
+    verdict = "allowed" if decision.allowed else "denied"
+    lines = [
+        f"{info.id}: {info.action.value} on {target.type.value} {target.id} via {info.channel.value}",
+        _requester_line(req),
+        f"Decision: {decision.level.value.upper()} ({verdict}), playbook {decision.playbook}",
+    ]
+    if decision.degraded:
+        lines.append("Warning: a fallback engine decided this (degraded); follow the steps exactly as written.")
+    lines.append("Why:")
+    lines += [f"  - [{r.level.value}] {r.code}: {r.message}" for r in decision.reasons]
+    lines.append("Steps:")
+    width = len(str(len(steps)))
+    for i, step in enumerate(steps, 1):
+        first, *rest = step.split("\n")
+        lines.append(f"  {i:>{width}}. {first}")
+        # Continuation lines (a step's sub-items) align under the step's text.
+        lines += [f"  {'':>{width}}    {line}" for line in rest]
+    lines.append(
+        f"Decision id {decision.decision_id}; engine {decision.engine}; policy {decision.policy_revision}"
+    )
+    return "\n".join(lines)
