@@ -54,3 +54,26 @@ def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["callback", "rego", "False"]
+
+
+def test_importing_the_package_is_lazy() -> None:
+    """The pytest plugin's entry point imports the package in every pytest run:
+    that must not pull in pydantic, the engines or the models."""
+    code = (
+        "import sys, helpdesk_policy; "
+        "heavy = [m for m in ('pydantic', 'helpdesk_policy.models', 'helpdesk_policy.facade', 'regopy') if m in sys.modules]; "
+        "assert not heavy, heavy; "
+        "from helpdesk_policy import HelpdeskPolicy, Level; "
+        "assert 'helpdesk_policy.facade' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_public_name_resolves() -> None:
+    import helpdesk_policy
+
+    for name in helpdesk_policy.__all__:
+        assert getattr(helpdesk_policy, name) is not None, name
+    assert set(helpdesk_policy.__all__) == {*helpdesk_policy._EXPORTS, "__version__"}
+    with pytest.raises(AttributeError, match="no_such_name"):
+        helpdesk_policy.no_such_name  # noqa: B018

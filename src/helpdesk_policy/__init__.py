@@ -17,24 +17,36 @@ See :mod:`helpdesk_policy.errors` for the exception tree and
 
 from __future__ import annotations
 
-from .config import PolicyConfig, load_config
-from .errors import (
-    EngineError,
-    EngineTimeoutError,
-    EngineUnavailableError,
-    HelpdeskPolicyError,
-    InvalidConfigError,
-    InvalidRequestError,
-    MalformedDecisionError,
-    PolicyLoadError,
-    UndefinedDecisionError,
-)
-from .facade import HelpdeskPolicy
-from .levels import Level
-from .models import Decision, Obligation, Reason, Request, Verdict, parse_request
-from .policies import PolicySet
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public names -> the module that defines them. They are imported on first use
+# (PEP 562), so importing the package (which every pytest run does through the
+# plugin's entry point) costs nothing until something is actually used.
+_EXPORTS: dict[str, str] = {
+    "HelpdeskPolicy": "facade",
+    "Level": "levels",
+    "Request": "models",
+    "Decision": "models",
+    "Verdict": "models",
+    "Reason": "models",
+    "Obligation": "models",
+    "parse_request": "models",
+    "PolicyConfig": "config",
+    "load_config": "config",
+    "PolicySet": "policies",
+    "HelpdeskPolicyError": "errors",
+    "InvalidRequestError": "errors",
+    "InvalidConfigError": "errors",
+    "PolicyLoadError": "errors",
+    "EngineError": "errors",
+    "EngineUnavailableError": "errors",
+    "EngineTimeoutError": "errors",
+    "UndefinedDecisionError": "errors",
+    "MalformedDecisionError": "errors",
+}
 
 __all__ = [
     "HelpdeskPolicy",
@@ -44,10 +56,10 @@ __all__ = [
     "Verdict",
     "Reason",
     "Obligation",
-    "PolicyConfig",
-    "PolicySet",
-    "load_config",
     "parse_request",
+    "PolicyConfig",
+    "load_config",
+    "PolicySet",
     "HelpdeskPolicyError",
     "InvalidRequestError",
     "InvalidConfigError",
@@ -59,3 +71,34 @@ __all__ = [
     "MalformedDecisionError",
     "__version__",
 ]
+
+if TYPE_CHECKING:
+    from .config import PolicyConfig, load_config
+    from .errors import (
+        EngineError,
+        EngineTimeoutError,
+        EngineUnavailableError,
+        HelpdeskPolicyError,
+        InvalidConfigError,
+        InvalidRequestError,
+        MalformedDecisionError,
+        PolicyLoadError,
+        UndefinedDecisionError,
+    )
+    from .facade import HelpdeskPolicy
+    from .levels import Level
+    from .models import Decision, Obligation, Reason, Request, Verdict, parse_request
+    from .policies import PolicySet
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

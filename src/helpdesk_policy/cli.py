@@ -272,5 +272,12 @@ def schema(what: str) -> None:
     click.echo(json.dumps(doc, indent=2))
 
 
+# Commands that live in their own modules: test and diff (CI for policy changes).
+from .cli_ci import diff_command, test_command  # noqa: E402
+
+main.add_command(test_command)
+main.add_command(diff_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="helpdesk-policy")

@@ -6,8 +6,14 @@
     ├── InvalidRequestError      the request failed validation (lists every bad field)
     ├── InvalidConfigError       the policy config failed validation
     ├── PolicyLoadError          policy files missing or do not compile
+    │   └── BundleError              a bundle cannot be built or read
+    │       └── BundleVerificationError  bad manifest, signature, digest or revision
+    ├── SuiteError               an expectation suite file is unreadable or invalid
+    ├── DiffError                a policy diff cannot run (bad cases, bad policy source)
     └── EngineError              an engine could not produce a decision
         ├── EngineUnavailableError   cannot load (missing extra, server down, breaker open)
+        │   └── CircuitOpenError         the breaker refused the call without attempting it
+        ├── OpaHTTPError             OPA answered with an HTTP error status
         ├── EngineTimeoutError       no answer within the deadline
         ├── UndefinedDecisionError   the policy produced no decision (Rego "undefined")
         └── MalformedDecisionError   the engine answered something that is not a decision
@@ -20,6 +26,7 @@ decision for it would be a guess.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 __all__ = [
@@ -33,6 +40,12 @@ __all__ = [
     "EngineTimeoutError",
     "UndefinedDecisionError",
     "MalformedDecisionError",
+    "CircuitOpenError",
+    "OpaHTTPError",
+    "BundleError",
+    "BundleVerificationError",
+    "SuiteError",
+    "DiffError",
 ]
 
 
@@ -121,3 +134,80 @@ class UndefinedDecisionError(EngineError):
 
 class MalformedDecisionError(EngineError):
     """The engine returned something that is not a valid decision."""
+
+
+class CircuitOpenError(EngineUnavailableError):
+    """The circuit breaker is open: the call was refused without being attempted."""
+
+    def __init__(self, message: str, *, engine: str = "", retry_after: float = 0.0) -> None:
+        super().__init__(message, engine=engine)
+        #: Seconds until the breaker lets a probe through (0 when a probe is in flight).
+        self.retry_after = retry_after
+
+
+class OpaHTTPError(EngineError):
+    """OPA answered with an HTTP error status.
+
+    ``code`` and ``opa_message`` are OPA's error ``code`` and ``message``
+    (``{"code": "invalid_parameter", "message": …, "errors": […]}``); the
+    detailed ``errors`` are kept on the exception but only their codes and
+    locations go into its text, because an evaluation error can quote input
+    values and error texts end up in decision logs (SPEC §5.5).
+    """
+
+    def __init__(
+        self, message: str, *, engine: str, status: int, code: str | None = None,
+        opa_message: str | None = None, errors: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(message, engine=engine)
+        self.status = status
+        self.code = code
+        self.opa_message = opa_message
+        self.errors = list(errors)
+
+    @property
+    def retryable(self) -> bool:
+        """A server error (5xx) may pass; a client error (4xx) will not."""
+        return self.status >= 500
+
+
+class BundleError(PolicyLoadError):
+    """A bundle cannot be built or read."""
+
+
+class BundleVerificationError(BundleError):
+    """A bundle failed verification: bad manifest, signature, digest or revision."""
+
+
+#: The most problems a SuiteError or DiffError lists in its message (all are on ``errors``).
+_MAX_LISTED_ERRORS = 50
+
+
+class SuiteError(HelpdeskPolicyError, ValueError):
+    """A suite file is unreadable or invalid; ``errors`` names every problem.
+
+    Each :class:`~helpdesk_policy.errors.FieldError` path reads
+    ``<file>: cases[<i>] '<name>': <field path>``.
+    """
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"invalid expectation suite ({len(self.errors)} error(s)):\n{lines}")
+
+
+class DiffError(HelpdeskPolicyError, ValueError):
+    """The diff cannot run: bad case files, invalid requests, a bad policy source.
+
+    ``errors`` names every problem (file and line or index, field path).
+    """
+
+    def __init__(self, errors: Sequence[FieldError] | str) -> None:
+        if isinstance(errors, str):
+            errors = [FieldError("diff", errors)]
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        shown = self.errors[:_MAX_LISTED_ERRORS]
+        lines = "\n".join(f"  - {e}" for e in shown)
+        more = len(self.errors) - len(shown)
+        tail = f"\n  … and {more} more" if more > 0 else ""
+        super().__init__(f"cannot diff ({len(self.errors)} problem(s)):\n{lines}{tail}")

@@ -668,3 +668,13 @@ def configs(**overrides: Any) -> SearchStrategy[PolicyConfig]:
             raise ValueError("configs(): the pinned overrides can never be valid together: callback_tier >= privileged_tier")
     strategies = {path: _as_strategy(value) for path, value in paths.items()}
     return _config_doc(strategies).map(_validated_config)
+
+
+# ---------------------------------------------------------------- assertions
+# The assertion helper of the expectation suites, re-exported here so a test
+# suite finds strategies and assertions in one module (the pytest plugin
+# offers it too, without importing pydantic until it is used).
+
+from .suites import assert_decision  # noqa: E402
+
+__all__ += ["assert_decision"]

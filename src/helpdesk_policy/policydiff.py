@@ -1,0 +1,864 @@
+"""Decision diff between two versions of a policy: what a change makes stricter or looser.
+
+Security teams change policies through pull requests. Before merging they need
+to see which decisions the change affects. :func:`diff_policies` evaluates the
+same cases under a *base* and a *head* policy set (each with its own
+``config.yaml``) with the ``rego`` engine and classifies every case:
+
+===================  ==========================================================
+``looser``           the head's level is lower on the ladder (a ``deny`` that
+                     became allowed is the extreme case)
+``stricter``         the head's level is higher
+``reasons``          same level, but reason codes were added or removed, or a
+                     reason now demands a different level (a loosening hidden
+                     behind another reason shows up here)
+``obligations``      same level and reasons, different obligations
+``unchanged``        same level, reasons (code and level) and obligations
+``error``            a version could not decide the case (e.g. the head's Rego
+                     is undefined for it)
+===================  ==========================================================
+
+Reason *messages* and *refs* are not compared: rewording a message is not a
+decision change. The report counts changes per (action, target type), lists
+concrete examples and renders as Markdown for a pull-request comment or JSON
+for machines.
+
+Cases come from files (:func:`load_cases`: suite YAML, request JSON, arrays,
+JSONL, decision logs) and/or :func:`~helpdesk_policy.generate.generate_requests`.
+A policy version is a directory or ``git:<ref>[:<path>]`` (:func:`resolve_policy_source`).
+
+>>> from helpdesk_policy.policies import PolicySet
+>>> from helpdesk_policy.generate import generate_requests
+>>> from helpdesk_policy.policydiff import diff_policies, generated_cases
+>>> stock = PolicySet.load()
+>>> report = diff_policies(stock, stock, generated_cases(20, seed=1))
+>>> report.counts()["unchanged"], report.has_loosening
+(20, False)
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import posixpath
+import subprocess
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .digest import redact
+from .errors import DiffError, FieldError, HelpdeskPolicyError, InvalidRequestError, PolicyLoadError
+from .levels import Level
+from .models import Request, Verdict, parse_request
+from .policies import PolicySet, stock_policy_dir
+
+__all__ = [
+    "CASE_SUFFIXES",
+    "CaseDiff",
+    "Change",
+    "DiffCase",
+    "DiffError",
+    "DiffReport",
+    "Outcome",
+    "VersionInfo",
+    "compare",
+    "default_git_path",
+    "diff_policies",
+    "export_git_policy_dir",
+    "generated_cases",
+    "git_toplevel",
+    "load_cases",
+    "parse_git_spec",
+    "resolve_policy_source",
+    "summarise_request",
+]
+
+#: File suffixes :func:`load_cases` reads (a directory contributes these, sorted).
+CASE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml")
+
+#: How many bad inputs an error lists before summarising the rest.
+
+
+class Change(str, enum.Enum):
+    """How a case's decision changed from base to head, most important first."""
+
+    ERROR = "error"
+    LOOSER = "looser"
+    STRICTER = "stricter"
+    REASONS = "reasons"
+    OBLIGATIONS = "obligations"
+    UNCHANGED = "unchanged"
+
+
+# ------------------------------------------------------------------------ cases
+
+
+@dataclass(frozen=True)
+class DiffCase:
+    """One request to compare, and where it came from."""
+
+    name: str
+    source: str
+    request: Request
+
+
+def generated_cases(n: int, seed: int) -> list[DiffCase]:
+    """``n`` generated requests (:func:`~helpdesk_policy.generate.generate_requests`) as cases."""
+    from .generate import generate_requests
+
+    source = f"generated (seed {seed})"
+    return [DiffCase(r.request.id, source, r) for r in generate_requests(n, seed)]
+
+
+def _is_log_record(item: Any) -> bool:
+    # A decision-log record (ours from HelpdeskPolicy(log_sink=...), or OPA's)
+    # carries the request under "input"; a request has "request" at the top.
+    return isinstance(item, Mapping) and "input" in item and "request" not in item
+
+
+def _case_from_item(item: Any, label: str, source: str, errors: list[FieldError]) -> DiffCase | None:
+    if _is_log_record(item):
+        doc = item["input"]
+        decision_id = item.get("decision_id")
+        if isinstance(decision_id, str) and decision_id:
+            label = f"{label} (decision {decision_id[:8]})"
+        if not isinstance(doc, Mapping):
+            errors.append(FieldError(f"{label}: input",
+                                     "the decision-log record has no request input (masked or dropped?)"))
+            return None
+    else:
+        doc = item
+    try:
+        request = parse_request(doc)
+    except InvalidRequestError as exc:
+        errors.extend(FieldError(f"{label}: {e.path}", e.message) for e in exc.errors)
+        return None
+    if not _is_log_record(item):
+        label = f"{label} ({request.request.id})"
+    return DiffCase(label, source, request)
+
+
+def _display(path: Path) -> str:
+    # Relative to the working directory when inside it (shorter, stable in CI
+    # logs), without resolving symlinks: names read as the user spelled them.
+    rel = os.path.relpath(os.path.abspath(path))
+    return Path(rel).as_posix() if not rel.startswith("..") else str(path)
+
+
+def _cases_from_file(path: Path, errors: list[FieldError]) -> list[DiffCase]:
+    from .suites import SuiteError, load_suite
+
+    shown = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        errors.append(FieldError(shown, f"cannot read: {reason}"))
+        return []
+
+    if path.suffix in (".jsonl", ".ndjson"):
+        lines: list[tuple[int, str]] = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        return _cases_from_lines(shown, lines, errors)
+
+    try:
+        doc = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            # Several JSON documents, one per line: JSONL under a .json name.
+            lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+            return _cases_from_lines(shown, lines, errors)
+        errors.append(FieldError(shown, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"))
+        return []
+    except yaml.YAMLError as exc:
+        errors.append(FieldError(shown, f"not valid YAML: {exc}"))
+        return []
+
+    if isinstance(doc, Mapping) and "cases" in doc:
+        try:
+            suite = load_suite(path)
+        except SuiteError as exc:
+            errors.extend(exc.errors)
+            return []
+        return [DiffCase(f"{path.name}: {c.name}", shown, c.request) for c in suite.cases]
+    if isinstance(doc, list):
+        out = []
+        for i, item in enumerate(doc):
+            case = _case_from_item(item, f"{shown}[{i}]", shown, errors)
+            if case is not None:
+                out.append(case)
+        return out
+    if isinstance(doc, Mapping):
+        case = _case_from_item(doc, shown, shown, errors)
+        return [case] if case is not None else []
+    errors.append(FieldError(shown, "expected a request, an array of requests, a suite or decision-log records"))
+    return []
+
+
+def _cases_from_lines(shown: str, lines: list[tuple[int, str]], errors: list[FieldError]) -> list[DiffCase]:
+    out = []
+    for lineno, line in lines:
+        label = f"{shown}:{lineno}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(FieldError(label, f"not valid JSON: {exc.msg}"))
+            continue
+        case = _case_from_item(item, label, shown, errors)
+        if case is not None:
+            out.append(case)
+    return out
+
+
+def load_cases(paths: Iterable[str | Path]) -> list[DiffCase]:
+    """Read cases from files or directories (their ``*.json``, ``*.jsonl``, ``*.ndjson``,
+    ``*.yaml``, ``*.yml`` files, sorted, not recursive).
+
+    Each file may hold a request object, a JSON array of requests, JSONL (one
+    request per line), an expectation suite (its cases; expectations are
+    ignored), or decision-log records (JSON or JSONL objects with an ``input``
+    field, as written by ``HelpdeskPolicy(log_sink=...)`` or OPA's decision
+    logs; redacted inputs are fine, redaction keeps them valid).
+
+    Raises:
+        DiffError: a path is missing or any file or request is invalid; every
+            problem is listed with its file and line or index. Invalid inputs
+            are never skipped: a diff that silently dropped cases would report
+            fewer changes than the policy change makes.
+    """
+    errors: list[FieldError] = []
+    out: list[DiffCase] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in CASE_SUFFIXES)
+            if not files:
+                errors.append(FieldError(_display(p), f"no case files ({', '.join(CASE_SUFFIXES)}) in this directory"))
+            for f in files:
+                out += _cases_from_file(f, errors)
+        elif p.is_file():
+            out += _cases_from_file(p, errors)
+        else:
+            errors.append(FieldError(str(p), "no such file or directory"))
+    if errors:
+        raise DiffError(errors)
+    return out
+
+
+# ------------------------------------------------------------- policy versions
+
+
+def _git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
+    try:
+        proc = subprocess.run(["git", *args], cwd=repo, input=input, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise DiffError("git is not installed (needed for git:<ref> policy versions)") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip() or f"git {' '.join(args)} failed"
+        raise DiffError(msg)
+    return proc.stdout
+
+
+def git_toplevel(start: Path) -> Path:
+    """The top directory of the git work tree containing ``start``.
+
+    Raises:
+        DiffError: ``start`` is not inside a git work tree.
+    """
+    try:
+        out = _git(start, "rev-parse", "--show-toplevel")
+    except DiffError as exc:
+        raise DiffError(f"{start} is not inside a git repository ({exc.errors[0].message})") from None
+    return Path(out.decode().strip())
+
+
+def _ls_entry(repo: Path, commit: str, path: str) -> tuple[str, str, str] | None:
+    """``(mode, type, object)`` of ``path`` in ``commit``, or None when absent."""
+    out = _git(repo, "ls-tree", "-z", "--full-tree", commit, "--", path)
+    if not out:
+        return None
+    meta = out.split(b"\t", 1)[0].decode()
+    mode, kind, obj = meta.split()
+    return mode, kind, obj
+
+
+def _resolve_tree_path(repo: Path, commit: str, path: str, _depth: int = 0) -> tuple[str, str, str]:
+    """Follow symlinks stored in git (``policies -> src/helpdesk_policy/policies``)
+    component by component; returns ``(resolved path, type, object)``."""
+    if _depth > 40:
+        raise DiffError(f"too many symbolic links resolving {path!r} at {commit[:12]}")
+    norm = posixpath.normpath(path.strip("/")) if path.strip("/") else "."
+    if norm == ".":
+        return "", "tree", f"{commit}^{{tree}}"
+    if norm.startswith(".."):
+        raise DiffError(f"path {path!r} leaves the repository")
+    parts = norm.split("/")
+    for i in range(len(parts)):
+        prefix = "/".join(parts[: i + 1])
+        entry = _ls_entry(repo, commit, prefix)
+        if entry is None:
+            raise DiffError(f"{prefix!r} does not exist at {commit[:12]}")
+        mode, kind, obj = entry
+        if mode == "120000":
+            target = _git(repo, "cat-file", "blob", obj).decode("utf-8", "replace")
+            if posixpath.isabs(target):
+                raise DiffError(f"{prefix!r} at {commit[:12]} is a symlink to an absolute path ({target})")
+            rest = parts[i + 1:]
+            joined = posixpath.join(posixpath.dirname(prefix), target, *rest)
+            return _resolve_tree_path(repo, commit, joined, _depth + 1)
+        if i < len(parts) - 1 and kind != "tree":
+            raise DiffError(f"{prefix!r} at {commit[:12]} is not a directory")
+    return norm, kind, obj
+
+
+def export_git_policy_dir(repo: Path, ref: str, path: str, dest: Path) -> str:
+    """Write the files of directory ``path`` at git ``ref`` into ``dest``.
+
+    Symlinks in ``path`` (and inside the directory) are resolved in the
+    commit's tree, so the repository's ``policies -> src/helpdesk_policy/policies``
+    link works. Returns the commit id.
+
+    Raises:
+        DiffError: unknown ref, missing path, or the path is not a directory.
+    """
+    try:
+        commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    except DiffError:
+        raise DiffError(f"unknown git ref {ref!r} in {repo}") from None
+    resolved, kind, obj = _resolve_tree_path(repo, commit, path)
+    if kind != "tree":
+        raise DiffError(f"{path!r} at {ref} is not a directory")
+    listing = _git(repo, "ls-tree", "-r", "-z", obj)
+    entries: list[tuple[str, str, str]] = []
+    for raw in listing.split(b"\0"):
+        if not raw:
+            continue
+        meta, name = raw.split(b"\t", 1)
+        mode, kind_, sha = meta.decode().split()
+        rel = name.decode("utf-8", "surrogateescape")
+        if kind_ != "blob":
+            continue  # submodules: not policy files
+        if mode == "120000":
+            link = _git(repo, "cat-file", "blob", sha).decode("utf-8", "replace")
+            base = posixpath.join(resolved, posixpath.dirname(rel)) if resolved else posixpath.dirname(rel)
+            _, kind_, sha = _resolve_tree_path(repo, commit, posixpath.join(base, link))
+            if kind_ != "blob":
+                continue
+        entries.append((rel, sha, mode))
+    blobs = _read_blobs(repo, [sha for _, sha, _ in entries])
+    for rel, sha, _mode in entries:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blobs[sha])
+    return commit
+
+
+def _read_blobs(repo: Path, shas: Sequence[str]) -> dict[str, bytes]:
+    """Many blobs in one ``git cat-file --batch`` call (one process, not one per file)."""
+    unique = list(dict.fromkeys(shas))
+    if not unique:
+        return {}
+    out = _git(repo, "cat-file", "--batch", input=("\n".join(unique) + "\n").encode())
+    blobs: dict[str, bytes] = {}
+    pos = 0
+    for sha in unique:
+        nl = out.index(b"\n", pos)
+        header = out[pos:nl].decode().split()
+        if len(header) != 3:
+            raise DiffError(f"cannot read git object {sha}: {' '.join(header)}")
+        size = int(header[2])
+        blobs[sha] = out[nl + 1: nl + 1 + size]
+        pos = nl + 1 + size + 1
+    return blobs
+
+
+def parse_git_spec(spec: str) -> tuple[str, str | None]:
+    """``git:<ref>[:<path>]`` -> ``(ref, path or None)``. Git refs cannot contain ``:``."""
+    rest = spec[len("git:"):]
+    ref, sep, path = rest.partition(":")
+    if not ref:
+        raise DiffError(f"{spec!r}: expected git:<ref>[:<path>], e.g. git:origin/main or git:HEAD~1:policies")
+    return ref, (path if sep and path else None)
+
+
+def default_git_path(repo_top: Path, other: str | None) -> str:
+    """The policy directory to read at a git ref when the spec names none.
+
+    The other side's directory when it lies in the repository (so
+    ``--base git:origin/main --head policies`` compares ``policies`` with
+    itself at ``origin/main``), else the stock policy directory's place in the
+    repository, else ``policies``.
+    """
+    candidates = []
+    if other is not None and not other.startswith("git:"):
+        # Not resolve(): keep the last component as the repository spells it
+        # (a ``policies`` symlink is resolved inside the commit, where it may
+        # point elsewhere). Its parent may be resolved (/tmp -> /private/tmp).
+        spelled = Path(os.path.abspath(other))
+        candidates += [spelled, spelled.parent.resolve() / spelled.name]
+    candidates.append(stock_policy_dir())
+    top = repo_top.resolve()
+    for c in candidates:
+        for root in (Path(os.path.abspath(repo_top)), top):
+            try:
+                return c.relative_to(root).as_posix()
+            except ValueError:
+                continue
+    return "policies"
+
+
+def resolve_policy_source(
+    spec: str, workdir: Path, *, repo: Path | None = None, other: str | None = None
+) -> tuple[Path, str]:
+    """Turn a ``--base``/``--head`` value into a policy directory.
+
+    Args:
+        spec: a directory, or ``git:<ref>[:<path>]`` (the directory at that ref).
+        workdir: an empty directory to export git versions into.
+        repo: the repository for git specs (default: the one containing the cwd).
+        other: the other side's spec, used for the default path of a git spec.
+
+    Returns:
+        ``(directory, description)``, e.g. ``(tmp/base, "git:origin/main:policies @ 1a2b3c4d5e6f")``.
+
+    Raises:
+        DiffError: the directory does not exist, or the git spec cannot be resolved.
+    """
+    if not spec.startswith("git:"):
+        p = Path(spec)
+        if not p.is_dir():
+            raise DiffError(f"policy directory not found: {spec}")
+        return p, spec
+    ref, path = parse_git_spec(spec)
+    top = git_toplevel(repo if repo is not None else Path.cwd())
+    if path is None:
+        path = default_git_path(top, other)
+    workdir.mkdir(parents=True, exist_ok=True)
+    commit = export_git_policy_dir(top, ref, path, workdir)
+    return workdir, f"git:{ref}:{path} @ {commit[:12]}"
+
+
+# ------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one version decided for a case (or the error that stopped it)."""
+
+    level: Level | None
+    reasons: tuple[tuple[str, Level], ...] = ()
+    obligations: tuple[tuple[str, str], ...] = ()  # (code, canonical JSON of the whole obligation)
+    error: str | None = None
+
+    @property
+    def allowed(self) -> bool | None:
+        return None if self.level is None else self.level.allowed
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [c for c, _ in self.reasons]
+
+    @property
+    def obligation_codes(self) -> list[str]:
+        return [c for c, _ in self.obligations]
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> Outcome:
+        reasons = tuple(sorted({(r.code, r.level) for r in verdict.reasons}, key=lambda t: (-t[1].rank, t[0])))
+        obligations = tuple(sorted(
+            (o.code, json.dumps(o.model_dump(mode="json", exclude_none=True), sort_keys=True))
+            for o in verdict.obligations
+        ))
+        return cls(level=verdict.level, reasons=reasons, obligations=obligations)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
+        return {
+            "level": self.level.value if self.level else None,
+            "allowed": self.allowed,
+            "reasons": [{"code": c, "level": lvl.value} for c, lvl in self.reasons],
+            "obligations": [json.loads(j) for _, j in self.obligations],
+        }
+
+
+@dataclass(frozen=True)
+class CaseDiff:
+    """One case under both versions, and how it changed."""
+
+    case: DiffCase
+    base: Outcome
+    head: Outcome
+    change: Change
+    reasons_added: tuple[str, ...] = ()
+    reasons_removed: tuple[str, ...] = ()
+    reason_levels_changed: tuple[tuple[str, Level, Level], ...] = ()
+    obligations_added: tuple[str, ...] = ()
+    obligations_removed: tuple[str, ...] = ()
+    obligations_changed: tuple[str, ...] = ()
+
+    @property
+    def action(self) -> str:
+        return self.case.request.request.action.value
+
+    @property
+    def target_type(self) -> str:
+        return self.case.request.target.type.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case.name,
+            "source": self.case.source,
+            "action": self.action,
+            "target_type": self.target_type,
+            "change": self.change.value,
+            "base": self.base.to_dict(),
+            "head": self.head.to_dict(),
+            "reasons_added": list(self.reasons_added),
+            "reasons_removed": list(self.reasons_removed),
+            "reason_levels_changed": [
+                {"code": c, "base": b.value, "head": h.value} for c, b, h in self.reason_levels_changed
+            ],
+            "obligations_added": list(self.obligations_added),
+            "obligations_removed": list(self.obligations_removed),
+            "obligations_changed": list(self.obligations_changed),
+            # Free text a requester controls is redacted, as in decision logs (SPEC §5.5).
+            "input": redact(self.case.request),
+        }
+
+
+def compare(case: DiffCase, base: Outcome, head: Outcome) -> CaseDiff:
+    """Classify how ``case`` changed from ``base`` to ``head``."""
+    if base.error is not None or head.error is not None or base.level is None or head.level is None:
+        return CaseDiff(case, base, head, Change.ERROR)
+    b_reasons, h_reasons = dict(base.reasons), dict(head.reasons)
+    added = tuple(sorted(set(h_reasons) - set(b_reasons)))
+    removed = tuple(sorted(set(b_reasons) - set(h_reasons)))
+    relevelled = tuple(sorted(
+        (c, b_reasons[c], h_reasons[c]) for c in set(b_reasons) & set(h_reasons) if b_reasons[c] != h_reasons[c]
+    ))
+    b_obl, h_obl = dict(base.obligations), dict(head.obligations)
+    o_added = tuple(sorted(set(h_obl) - set(b_obl)))
+    o_removed = tuple(sorted(set(b_obl) - set(h_obl)))
+    o_changed = tuple(sorted(c for c in set(b_obl) & set(h_obl) if b_obl[c] != h_obl[c]))
+    if head.level.rank < base.level.rank:
+        change = Change.LOOSER
+    elif head.level.rank > base.level.rank:
+        change = Change.STRICTER
+    elif added or removed or relevelled:
+        change = Change.REASONS
+    elif o_added or o_removed or o_changed:
+        change = Change.OBLIGATIONS
+    else:
+        change = Change.UNCHANGED
+    return CaseDiff(case, base, head, change, added, removed, relevelled, o_added, o_removed, o_changed)
+
+
+class _Evaluator:
+    """The ``rego`` engine for one policy set, answering :class:`Outcome` objects.
+
+    Not the facade: a diff must see a version's own answer or its error, never
+    a fallback engine's answer or a fail-closed ``callback``.
+    """
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        from .engines import load_engine
+
+        self.engine = load_engine("rego", policy_set)
+
+    def __call__(self, request: Request) -> Outcome:
+        try:
+            raw = self.engine.evaluate(request)
+            verdict = raw if isinstance(raw, Verdict) else Verdict.model_validate(dict(raw))
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                               for e in exc.errors(include_input=False, include_url=False))
+            return Outcome(None, error=f"malformed decision: {detail}")
+        except HelpdeskPolicyError as exc:
+            return Outcome(None, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - an engine bug is this case's error, not the diff's crash
+            return Outcome(None, error=f"unexpected {type(exc).__name__}: {exc}")
+        return Outcome.of(verdict)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One side of the diff: what was asked for and what was loaded."""
+
+    spec: str
+    description: str
+    revision: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"spec": self.spec, "source": self.description, "revision": self.revision}
+
+
+@dataclass
+class DiffReport:
+    """Every case's :class:`CaseDiff`, with counts and renderers."""
+
+    base: VersionInfo
+    head: VersionInfo
+    diffs: list[CaseDiff]
+    sources: list[str] = field(default_factory=list)
+    allow_loosening: bool = False
+
+    # ---------------------------------------------------------------- queries
+
+    def of(self, change: Change) -> list[CaseDiff]:
+        return [d for d in self.diffs if d.change is change]
+
+    def counts(self) -> dict[str, int]:
+        """Cases per :class:`Change` value (every key present), plus ``total``."""
+        c = Counter(d.change.value for d in self.diffs)
+        out = {ch.value: c.get(ch.value, 0) for ch in Change}
+        out["total"] = len(self.diffs)
+        return out
+
+    def by_group(self) -> list[dict[str, Any]]:
+        """Counts per (action, target type), groups in a fixed order."""
+        groups: dict[tuple[str, str], Counter[str]] = {}
+        for d in self.diffs:
+            groups.setdefault((d.action, d.target_type), Counter())[d.change.value] += 1
+        rows = []
+        for (action, target_type), c in sorted(groups.items()):
+            row: dict[str, Any] = {"action": action, "target_type": target_type, "total": sum(c.values())}
+            row.update({ch.value: c.get(ch.value, 0) for ch in Change})
+            rows.append(row)
+        return rows
+
+    @property
+    def has_loosening(self) -> bool:
+        return any(d.change is Change.LOOSER for d in self.diffs)
+
+    @property
+    def head_errors(self) -> list[CaseDiff]:
+        return [d for d in self.diffs if d.change is Change.ERROR and d.head.error is not None]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a decision got looser (unless allowed) or the head cannot decide a case; else 0."""
+        if self.head_errors:
+            return 1
+        if self.has_loosening and not self.allow_loosening:
+            return 1
+        return 0
+
+    # -------------------------------------------------------------- rendering
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine-readable report: counts, per-group counts, every changed case."""
+        return {
+            "base": self.base.to_dict(),
+            "head": self.head.to_dict(),
+            "sources": list(self.sources),
+            "counts": self.counts(),
+            "by_group": self.by_group(),
+            "loosening": self.has_loosening,
+            "allow_loosening": self.allow_loosening,
+            "exit_code": self.exit_code,
+            "changes": [d.to_dict() for d in self.diffs if d.change is not Change.UNCHANGED],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self, max_examples: int = 10) -> str:
+        """A pull-request comment: verdict, looser decisions first, counts, collapsible details."""
+        return _render_markdown(self, max_examples)
+
+
+def diff_policies(
+    base: PolicySet,
+    head: PolicySet,
+    cases: Sequence[DiffCase],
+    *,
+    base_label: str = "base",
+    head_label: str = "head",
+    base_description: str | None = None,
+    head_description: str | None = None,
+    sources: Sequence[str] = (),
+    allow_loosening: bool = False,
+) -> DiffReport:
+    """Evaluate ``cases`` under both policy sets with the ``rego`` engine and compare.
+
+    Raises:
+        EngineUnavailableError: regopy is not installed.
+        PolicyLoadError: a version's Rego does not compile.
+    """
+    evaluators = []
+    try:
+        for ps, side in ((base, "base"), (head, "head")):
+            try:
+                evaluators.append(_Evaluator(ps))
+            except PolicyLoadError as exc:
+                raise PolicyLoadError(f"{side} policy: {exc}") from exc
+        b_eval, h_eval = evaluators
+        diffs = [compare(c, b_eval(c.request), h_eval(c.request)) for c in cases]
+    finally:
+        for e in evaluators:
+            e.close()
+    return DiffReport(
+        base=VersionInfo(base_label, base_description or str(base.directory), base.revision),
+        head=VersionInfo(head_label, head_description or str(head.directory), head.revision),
+        diffs=diffs,
+        sources=list(sources),
+        allow_loosening=allow_loosening,
+    )
+
+
+# -------------------------------------------------------------------- markdown
+
+_CHANGE_TITLES: dict[Change, str] = {
+    Change.LOOSER: "🔻 looser",
+    Change.STRICTER: "🔺 stricter",
+    Change.REASONS: "reasons changed (same level)",
+    Change.OBLIGATIONS: "obligations changed (same level and reasons)",
+    Change.UNCHANGED: "unchanged",
+    Change.ERROR: "❌ could not decide",
+}
+
+
+def _md(text: str) -> str:
+    """Escape what would break a Markdown table cell or start markup."""
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
+def summarise_request(req: Request) -> str:
+    """A one-line description of a request for a reviewer (no free text)."""
+    a, t, c = req.actor, req.target, req.context
+    who = a.type.value if a.relationship.value == "self" else f"{a.type.value} ({a.relationship.value})"
+    auth = a.auth_strength.value
+    target = t.type.value
+    facts = []
+    if t.privileged:
+        facts.append(f"privileged, tier {t.privilege_tier}")
+    elif t.privilege_tier:
+        facts.append(f"tier {t.privilege_tier}")
+    if t.vip:
+        facts.append("VIP")
+    if t.status.value != "active":
+        facts.append(t.status.value)
+    if t.type.is_nhi:
+        facts.append(f"env {t.environment or '?'}")
+        facts.append(f"consumers {t.consumers if t.consumers is not None else '?'}")
+    parts = [f"{req.request.action.value} via {req.request.channel.value}",
+             f"by {who}, auth {auth}",
+             f"on {target}" + (f" ({', '.join(facts)})" if facts else "")]
+    if c.risk_signals:
+        parts.append("signals " + ", ".join(s.value for s in c.risk_signals))
+    if c.failed_verifications_24h:
+        parts.append(f"{c.failed_verifications_24h} failed verifications")
+    if c.recent_credential_change_hours is not None:
+        parts.append(f"credential changed {c.recent_credential_change_hours:g} h ago")
+    if req.request.emergency:
+        parts.append("emergency")
+    return "; ".join(parts)
+
+
+def _reason_changes(d: CaseDiff) -> str:
+    items = [f"+{_code(c)}" for c in d.reasons_added]
+    items += [f"-{_code(c)}" for c in d.reasons_removed]
+    items += [f"{_code(c)} {b.value}→{h.value}" for c, b, h in d.reason_levels_changed]
+    return ", ".join(items) or "—"
+
+
+def _obligation_changes(d: CaseDiff) -> str:
+    items = [f"+{_code(c)}" for c in d.obligations_added]
+    items += [f"-{_code(c)}" for c in d.obligations_removed]
+    items += [f"{_code(c)} (parameters)" for c in d.obligations_changed]
+    return ", ".join(items) or "—"
+
+
+def _levels(d: CaseDiff) -> str:
+    b = d.base.level.value if d.base.level else "error"
+    h = d.head.level.value if d.head.level else "error"
+    return f"{_code(b)} → {_code(h)}" if b != h else _code(b)
+
+
+def _example_table(diffs: Sequence[CaseDiff], max_examples: int, *, obligations: bool = False) -> list[str]:
+    header = "| case | request | base → head | reason changes |" + (" obligation changes |" if obligations else "")
+    sep = "|---|---|---|---|" + ("---|" if obligations else "")
+    lines = [header, sep]
+    for d in diffs[:max_examples]:
+        row = f"| {_md(d.case.name)} | {_md(summarise_request(d.case.request))} | {_levels(d)} | {_reason_changes(d)} |"
+        if obligations:
+            row += f" {_obligation_changes(d)} |"
+        lines.append(row)
+    if len(diffs) > max_examples:
+        lines += ["", f"… and {len(diffs) - max_examples} more (all of them are in `--format json`)."]
+    return lines
+
+
+def _render_markdown(report: DiffReport, max_examples: int) -> str:
+    counts = report.counts()
+    looser = report.of(Change.LOOSER)
+    errors = report.of(Change.ERROR)
+    out = ["## Policy decision diff", ""]
+    if looser and not report.allow_loosening:
+        out.append(f"**⚠ {len(looser)} decision(s) became looser.** This fails the check: review them below; "
+                   "if the loosening is intended, re-run with `--allow-loosening`.")
+    elif looser:
+        out.append(f"**⚠ {len(looser)} decision(s) became looser** (allowed by `--allow-loosening`).")
+    else:
+        out.append("**✅ No decision became looser.**")
+    if report.head_errors:
+        out.append(f"**❌ The head policy could not decide {len(report.head_errors)} case(s).**")
+    out += [
+        "",
+        f"Base `{_md(report.base.description)}` (`{report.base.revision[:19]}…`) → "
+        f"head `{_md(report.head.description)}` (`{report.head.revision[:19]}…`), "
+        f"{counts['total']} cases" + (f" from {', '.join(_md(s) for s in report.sources)}"
+                                      if report.sources else "") + ".",
+        "",
+        "| change | decisions |",
+        "|---|---:|",
+    ]
+    for ch in (Change.LOOSER, Change.STRICTER, Change.REASONS, Change.OBLIGATIONS, Change.UNCHANGED, Change.ERROR):
+        if ch is Change.ERROR and not counts[ch.value]:
+            continue
+        out.append(f"| {_CHANGE_TITLES[ch]} | {counts[ch.value]} |")
+
+    if looser:
+        out += ["", f"### ⚠ Looser decisions ({len(looser)})", ""]
+        out += _example_table(looser, max_examples)
+    if errors:
+        out += ["", f"### ❌ Could not decide ({len(errors)})", "", "| case | base | head |", "|---|---|---|"]
+        for d in errors[:max_examples]:
+            b = d.base.error or (d.base.level.value if d.base.level else "")
+            h = d.head.error or (d.head.level.value if d.head.level else "")
+            out.append(f"| {_md(d.case.name)} | {_md(b[:300])} | {_md(h[:300])} |")
+
+    changed_groups = [g for g in report.by_group() if g["unchanged"] != g["total"]]
+    if changed_groups:
+        out += ["", "### Changes by action and target type", "",
+                f"Groups with at least one change ({len(changed_groups)} of {len(report.by_group())}).", "",
+                "| action | target type | cases | 🔻 looser | 🔺 stricter | reasons | obligations |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for g in changed_groups:
+            out.append(f"| {_code(g['action'])} | {_code(g['target_type'])} | {g['total']} | {g['looser']} | "
+                       f"{g['stricter']} | {g['reasons']} | {g['obligations']} |")
+
+    for ch, obligations in ((Change.STRICTER, False), (Change.REASONS, False), (Change.OBLIGATIONS, True)):
+        diffs = report.of(ch)
+        if not diffs:
+            continue
+        out += ["", f"<details><summary>{_CHANGE_TITLES[ch].capitalize()}: {len(diffs)}</summary>", ""]
+        out += _example_table(diffs, max_examples, obligations=obligations)
+        out += ["", "</details>"]
+    if counts["unchanged"] == counts["total"]:
+        out += ["", "No decision changed."]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,624 @@
+"""Expectation suites: named requests and what their decision must say.
+
+A suite is a YAML (or JSON) file that security teams keep beside their
+policies (``policies/tests/*.yaml``) and that ``helpdesk-policy test`` runs::
+
+    suite: recovery
+    description: Credential and factor recovery.
+    base_request:            # optional: deep-merged under every case's request
+      request: {id: T-1, action: password_reset, channel: self_service_portal}
+      actor: {id: u-1, type: human, relationship: self, authenticated: true, auth_strength: mfa}
+      target: {id: u-1, type: human, privileged: false, privilege_tier: 0, vip: false, status: active}
+    cases:
+      - name: privileged account recovery by phone needs a callback
+        request:             # only what differs from base_request
+          request: {action: mfa_reset, channel: phone}
+          target: {privileged: true, privilege_tier: 2}
+        expect:
+          level: callback
+          allowed: true
+          reasons: [privileged_remote_recovery]          # must be present
+          reasons_absent: [unrelated_requester]          # must not be present
+          obligations: [{code: revoke_previous_credential, within_hours: 24}, terminate_sessions]
+          obligations_absent: [time_bound_access]
+      - name: from a file
+        request_file: requests/phone-reset.json          # relative to the suite file
+        expect: {level: step_up}
+
+Every expectation is optional but a case must state at least one. Reason and
+obligation entries are codes, or mappings that also pin a reason's ``level``
+or an obligation's ``within_hours`` / ``fields``. Files are validated by
+pydantic models that forbid unknown keys, and requests by the request model, so
+a typo fails the load with an error naming the file, the case and the field.
+
+>>> from helpdesk_policy import HelpdeskPolicy
+>>> from helpdesk_policy.suites import load_suites, run_suite, stock_suite_paths
+>>> suites = load_suites(stock_suite_paths())
+>>> policy = HelpdeskPolicy(engine="native")
+>>> all(r.passed for s in suites for r in run_suite(policy, s))
+True
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import FieldError, HelpdeskPolicyError, InvalidRequestError, SuiteError, field_errors_from_pydantic
+from .levels import Level
+from .models import Decision, Request, parse_request
+
+if TYPE_CHECKING:
+    from .facade import HelpdeskPolicy
+
+__all__ = [
+    "SUITE_SUFFIXES",
+    "Case",
+    "CaseResult",
+    "Expectation",
+    "ObligationExpectation",
+    "ReasonExpectation",
+    "Suite",
+    "SuiteCase",
+    "SuiteError",
+    "SuiteFile",
+    "assert_decision",
+    "check_decision",
+    "describe_decision",
+    "find_suite_files",
+    "load_suite",
+    "load_suites",
+    "run_suite",
+    "run_suites",
+    "stock_suite_paths",
+]
+
+#: File suffixes a suite may have. A directory contributes only YAML files,
+#: because JSON files beside suites are usually requests (``request_file``).
+SUITE_SUFFIXES = (".yaml", ".yml", ".json")
+_DIR_SUFFIXES = (".yaml", ".yml")
+
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReasonExpectation(_Strict):
+    """A reason that must be present, optionally at a given level."""
+
+    code: Code
+    level: Level | None = None
+
+
+class ObligationExpectation(_Strict):
+    """An obligation that must be present, optionally with given parameters."""
+
+    code: Code
+    within_hours: Annotated[int, Field(ge=0)] | None = None
+    fields: list[str] | None = None
+
+
+class Expectation(_Strict):
+    """What a decision must say. Unset fields are not checked."""
+
+    level: Level | None = None
+    allowed: bool | None = None
+    reasons: list[ReasonExpectation] = Field(default_factory=list)
+    reasons_absent: list[Code] = Field(default_factory=list)
+    obligations: list[ObligationExpectation] = Field(default_factory=list)
+    obligations_absent: list[Code] = Field(default_factory=list)
+
+    @field_validator("reasons", "obligations", mode="before")
+    @classmethod
+    def _codes_as_objects(cls, value: Any) -> Any:
+        # A bare code is shorthand for {code: ...}; expanding it here (rather
+        # than a ``str | Model`` union) keeps error paths free of union-branch noise.
+        if isinstance(value, list):
+            return [{"code": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> Expectation:
+        if (self.level is None and self.allowed is None and not self.reasons and not self.reasons_absent
+                and not self.obligations and not self.obligations_absent):
+            raise ValueError("states nothing to check: give level, allowed, reasons or obligations")
+        problems = []
+        if self.level is not None and self.allowed is not None and self.allowed != self.level.allowed:
+            problems.append(f"allowed={self.allowed} contradicts level {self.level.value!r}")
+        both = sorted(set(self.reason_codes) & set(self.reasons_absent))
+        if both:
+            problems.append(f"reasons {both} are both required and absent")
+        both = sorted(set(self.obligation_codes) & set(self.obligations_absent))
+        if both:
+            problems.append(f"obligations {both} are both required and absent")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    @property
+    def obligation_codes(self) -> list[str]:
+        return [o.code for o in self.obligations]
+
+
+class SuiteCase(_Strict):
+    """One case as written in a suite file."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: str | None = None
+    request: dict[str, Any] | None = None
+    request_file: Annotated[str, Field(min_length=1)] | None = None
+    expect: Expectation
+
+    @model_validator(mode="after")
+    def _one_request(self) -> SuiteCase:
+        if self.request_file is not None and self.request is not None:
+            raise ValueError("give either request or request_file, not both")
+        return self
+
+
+class SuiteFile(_Strict):
+    """A suite file as written: ``suite``, ``description``, ``base_request``, ``cases``."""
+
+    suite: Annotated[str, Field(min_length=1, max_length=200)]
+    description: str | None = None
+    base_request: dict[str, Any] | None = None
+    cases: list[SuiteCase] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SuiteFile:
+        seen: set[str] = set()
+        dupes = [c.name for c in self.cases if c.name in seen or seen.add(c.name)]  # type: ignore[func-returns-value]
+        if dupes:
+            raise ValueError(f"case names must be unique; repeated: {sorted(set(dupes))}")
+        return self
+
+
+@dataclass(frozen=True)
+class Case:
+    """A loaded case: its validated request and expectation."""
+
+    name: str
+    request: Request
+    expect: Expectation
+    index: int
+    description: str | None = None
+    request_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded, validated suite."""
+
+    name: str
+    cases: tuple[Case, ...]
+    path: Path | None = None
+    description: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The file name (or the suite name for a suite built in code)."""
+        return self.path.name if self.path is not None else self.name
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The outcome of one case: ``passed`` and, when not, the mismatches."""
+
+    suite: str
+    case: str
+    file: str | None
+    passed: bool
+    mismatches: tuple[str, ...] = ()
+    decision: Decision | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.file or self.suite}: {self.case}"
+
+    def failure_text(self) -> str:
+        """Expected vs actual, for a person. Empty for a passing case."""
+        if self.passed:
+            return ""
+        lines = [f"FAIL {self.label}"]
+        if self.error is not None:
+            lines.append(f"  error: {self.error}")
+        lines += [f"  {m}" for m in self.mismatches]
+        if self.decision is not None:
+            lines += ["  actual decision:", *(f"    {line}" for line in describe_decision(self.decision))]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the decision as level, reason and obligation codes)."""
+        doc: dict[str, Any] = {
+            "suite": self.suite,
+            "file": self.file,
+            "case": self.case,
+            "passed": self.passed,
+            "mismatches": list(self.mismatches),
+            "error": self.error,
+            "duration_s": round(self.duration_s, 6),
+        }
+        if self.decision is not None:
+            doc["decision"] = {
+                "level": self.decision.level.value,
+                "allowed": self.decision.allowed,
+                "reasons": [r.code for r in self.decision.reasons],
+                "obligations": [o.code for o in self.decision.obligations],
+            }
+        return doc
+
+
+# ----------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: YAML would silently keep the last
+    one, so a case with two ``expect:`` blocks would test only half of what it says."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SuiteError([FieldError(str(path), f"cannot read: {reason}")]) from None
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except json.JSONDecodeError as exc:
+        raise SuiteError([FieldError(str(path), f"not valid JSON: {exc.msg} (line {exc.lineno})")]) from None
+    except yaml.YAMLError as exc:
+        raise SuiteError([FieldError(str(path), f"not valid YAML: {exc}")]) from None
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` onto ``base``: mappings merge, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _loc_label(raw: Any, loc: Sequence[Any]) -> str:
+    """``cases[3] 'name'.expect.level`` from a pydantic location, naming the case."""
+    parts: list[str] = []
+    i = 0
+    while i < len(loc):
+        item = loc[i]
+        if item == "cases" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            idx = loc[i + 1]
+            name = _case_name(raw, idx)
+            parts.append(f"cases[{idx}]" + (f" {name!r}" if name else ""))
+            i += 2
+            continue
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+        else:
+            parts.append(str(item))
+        i += 1
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _case_name(raw: Any, index: int) -> str | None:
+    try:
+        name = raw["cases"][index]["name"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _case_request(p: Path, index: int, raw_case: Mapping[str, Any], base: Any,
+                  errors: list[tuple[int, FieldError]]) -> tuple[Request | None, Path | None]:
+    """Validate one raw case's request (its ``request_file``, or ``request``
+    merged over ``base``), recording problems; works on the raw document so
+    request errors are reported even when the case's structure is also wrong."""
+    name = raw_case.get("name")
+    where = f"{p}: cases[{index}]" + (f" {name!r}" if isinstance(name, str) else "")
+    request_file = raw_case.get("request_file")
+    request = raw_case.get("request")
+    request_path: Path | None = None
+    if isinstance(request_file, str) and request_file and request is None:
+        request_path = p.parent / request_file
+        try:
+            doc = _read_document(request_path)
+        except SuiteError as exc:
+            errors.extend((index, FieldError(f"{where}: request_file", e.message)) for e in exc.errors)
+            return None, request_path
+        if not isinstance(doc, Mapping):
+            errors.append((index, FieldError(f"{where}: request_file", f"{request_file} must hold one request object")))
+            return None, request_path
+        # A request file is a complete request: base_request is not merged into it.
+    elif request_file is not None:
+        return None, None  # structural problem, reported by the model validation
+    elif isinstance(request, Mapping):
+        doc = _merge(base, request) if isinstance(base, Mapping) else dict(request)
+    elif request is None and isinstance(base, Mapping):
+        doc = dict(base)
+    elif request is None:
+        errors.append((index, FieldError(where, "needs request or request_file (there is no base_request)")))
+        return None, None
+    else:
+        return None, None  # not a mapping: reported by the model validation
+    try:
+        return parse_request(doc), request_path
+    except InvalidRequestError as exc:
+        errors.extend((index, FieldError(f"{where}: request.{e.path}", e.message)) for e in exc.errors)
+        return None, request_path
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Load and validate one suite file (YAML or JSON).
+
+    Base requests are deep-merged under each case's ``request``; a
+    ``request_file`` (relative to the suite file) is used as it is.
+
+    Raises:
+        SuiteError: unreadable, not a suite, or any case invalid; every problem
+            (structure and request fields alike) is listed as
+            ``<file>: cases[<i>] '<name>'.<field>: <message>``.
+    """
+    p = Path(path)
+    raw = _read_document(p)
+    if not isinstance(raw, Mapping):
+        raise SuiteError([FieldError(str(p), "must hold a mapping with 'suite' and 'cases'")])
+    errors: list[tuple[int, FieldError]] = []
+    spec: SuiteFile | None = None
+    try:
+        spec = SuiteFile.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_input=False, include_url=False):
+            loc = err["loc"]
+            index = loc[1] if len(loc) > 1 and loc[0] == "cases" and isinstance(loc[1], int) else -1
+            errors.append((index, FieldError(f"{p}: {_loc_label(raw, loc)}", err["msg"])))
+
+    raw_cases = raw.get("cases")
+    requests: dict[int, tuple[Request | None, Path | None]] = {}
+    if isinstance(raw_cases, list):
+        for index, raw_case in enumerate(raw_cases):
+            if isinstance(raw_case, Mapping):
+                requests[index] = _case_request(p, index, raw_case, raw.get("base_request"), errors)
+    if errors or spec is None:
+        # Stable: by case (file-level problems first), then in the order found.
+        ordered = sorted(enumerate(errors), key=lambda t: (t[1][0], t[0]))
+        raise SuiteError([e for _, (_, e) in ordered])
+
+    cases = []
+    for index, case in enumerate(spec.cases):
+        request, request_path = requests[index]
+        assert request is not None  # every failure above was recorded as an error
+        cases.append(Case(name=case.name, request=request, expect=case.expect, index=index,
+                          description=case.description, request_file=request_path))
+    return Suite(name=spec.suite, cases=tuple(cases), path=p, description=spec.description)
+
+
+def find_suite_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand directories to their ``*.yaml``/``*.yml`` files (sorted); keep files as given.
+
+    Raises:
+        SuiteError: a path does not exist.
+    """
+    out: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in _DIR_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SuiteError([FieldError(str(p), "no such file or directory")])
+    return out
+
+
+def load_suites(paths: Iterable[str | Path]) -> list[Suite]:
+    """Load every suite in ``paths`` (files, or directories of ``*.yaml``).
+
+    All files are validated before any error is raised, so one run reports
+    every problem in every file.
+
+    Raises:
+        SuiteError: listing the problems of every invalid file.
+    """
+    suites: list[Suite] = []
+    errors: list[FieldError] = []
+    for p in find_suite_files(paths):
+        try:
+            suites.append(load_suite(p))
+        except SuiteError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise SuiteError(errors)
+    return suites
+
+
+def stock_suite_paths() -> list[Path]:
+    """The suites shipped with the stock policies (``policies/tests/*.yaml``)."""
+    from .policies import stock_policy_dir
+
+    return find_suite_files([stock_policy_dir() / "tests"])
+
+
+# --------------------------------------------------------------------- checking
+
+
+def _reason_line(code: str, decision: Decision) -> str:
+    for r in decision.reasons:
+        if r.code == code:
+            return f"{r.code} [{r.level.value}]: {r.message}"
+    return code
+
+
+def _obligation_text(o: Any) -> str:
+    params = []
+    if o.within_hours is not None:
+        params.append(f"within_hours={o.within_hours}")
+    if o.fields is not None:
+        params.append(f"fields={','.join(o.fields)}")
+    return f"{o.code}({'; '.join(params)})" if params else o.code
+
+
+def describe_decision(decision: Decision) -> list[str]:
+    """The decision as a few readable lines: level, reasons with messages, obligations."""
+    lines = [f"level: {decision.level.value} ({'allowed' if decision.allowed else 'denied'})"
+             + (" [degraded]" if decision.degraded else "")]
+    lines += [f"reason {r.code} [{r.level.value}]: {r.message}" for r in decision.reasons]
+    lines.append("obligations: " + (", ".join(_obligation_text(o) for o in decision.obligations) or "(none)"))
+    return lines
+
+
+def check_decision(decision: Decision, expect: Expectation) -> list[str]:
+    """Every way ``decision`` differs from ``expect``, one readable line each (empty = match)."""
+    out: list[str] = []
+    if expect.level is not None and decision.level != expect.level:
+        out.append(f"level: expected {expect.level.value}, got {decision.level.value}")
+    if expect.allowed is not None and decision.allowed != expect.allowed:
+        out.append(f"allowed: expected {expect.allowed}, got {decision.allowed}")
+    actual_reasons = {r.code: r for r in decision.reasons}
+    for spec in expect.reasons:
+        code = spec.code
+        if code not in actual_reasons:
+            out.append(f"reason missing: {code}")
+        elif spec.level is not None and actual_reasons[code].level != spec.level:
+            out.append(f"reason {code}: expected level {spec.level.value}, got {actual_reasons[code].level.value}")
+    for code in expect.reasons_absent:
+        if code in actual_reasons:
+            out.append(f"reason unexpected: {_reason_line(code, decision)}")
+    actual_obligations = {o.code: o for o in decision.obligations}
+    for ospec in expect.obligations:
+        code = ospec.code
+        actual = actual_obligations.get(code)
+        if actual is None:
+            out.append(f"obligation missing: {code}")
+            continue
+        if ospec.within_hours is not None and actual.within_hours != ospec.within_hours:
+            out.append(f"obligation {code}: expected within_hours={ospec.within_hours}, got {actual.within_hours}")
+        if ospec.fields is not None and sorted(actual.fields or []) != sorted(ospec.fields):
+            out.append(f"obligation {code}: expected fields {sorted(ospec.fields)}, got {sorted(actual.fields or [])}")
+    for code in expect.obligations_absent:
+        if code in actual_obligations:
+            out.append(f"obligation unexpected: {_obligation_text(actual_obligations[code])}")
+    return out
+
+
+def assert_decision(
+    decision: Decision,
+    *,
+    level: Level | str | None = None,
+    allowed: bool | None = None,
+    reasons: Iterable[str | Mapping[str, Any]] = (),
+    reasons_absent: Iterable[str] = (),
+    obligations: Iterable[str | Mapping[str, Any]] = (),
+    obligations_absent: Iterable[str] = (),
+) -> None:
+    """Assert ``decision`` says what you expect; on mismatch, show expected vs actual.
+
+    ``reasons`` / ``obligations`` must be present (codes, or mappings that also
+    pin a reason's ``level`` or an obligation's ``within_hours``/``fields``);
+    ``*_absent`` must not be. Unset arguments are not checked.
+
+    Raises:
+        AssertionError: listing the level mismatch, missing and unexpected reason
+            codes (with their messages) and obligations, then the whole actual decision.
+        ValueError: the expectation itself is invalid (unknown level, bad code).
+
+    Example:
+        >>> from helpdesk_policy import HelpdeskPolicy
+        >>> from helpdesk_policy.suites import assert_decision
+        >>> d = HelpdeskPolicy(engine="native").decide({
+        ...     "request": {"id": "T-1", "action": "mfa_reset", "channel": "walk_in"},
+        ...     "actor": {"id": "u-1", "type": "human", "relationship": "self",
+        ...               "authenticated": True, "auth_strength": "mfa"},
+        ...     "target": {"id": "u-1", "type": "human", "privileged": False,
+        ...                "privilege_tier": 0, "vip": False, "status": "active"}})
+        >>> assert_decision(d, level="step_up", obligations=["terminate_sessions"])
+        >>> assert_decision(d, level="callback", reasons_absent=["action_baseline"])
+        Traceback (most recent call last):
+          ...
+        AssertionError: decision does not match the expectation:
+          level: expected callback, got step_up
+          reason unexpected: action_baseline [step_up]: mfa_reset starts at step_up ...
+        ...
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
+    try:
+        expect = Expectation.model_validate({
+            "level": level, "allowed": allowed, "reasons": list(reasons), "reasons_absent": list(reasons_absent),
+            "obligations": list(obligations), "obligations_absent": list(obligations_absent),
+        })
+    except ValidationError as exc:
+        detail = "; ".join(str(e) for e in field_errors_from_pydantic(exc))
+        raise ValueError(f"assert_decision(): invalid expectation: {detail}") from None
+    mismatches = check_decision(decision, expect)
+    if mismatches:
+        lines = ["decision does not match the expectation:", *(f"  {m}" for m in mismatches),
+                 "actual decision:", *(f"  {line}" for line in describe_decision(decision))]
+        raise AssertionError("\n".join(lines))
+
+
+# ---------------------------------------------------------------------- running
+
+
+def run_suite(policy: HelpdeskPolicy, suite: Suite, *, allow_degraded: bool = False) -> list[CaseResult]:
+    """Decide every case of ``suite`` with ``policy`` and check its expectation.
+
+    A degraded decision (an engine failed, so the facade fell back or failed
+    closed) fails the case unless ``allow_degraded``: it does not show what the
+    policy under test decides, and a fail-closed ``callback`` could make a case
+    pass by accident.
+    """
+    results: list[CaseResult] = []
+    for case in suite.cases:
+        start = time.perf_counter()
+        try:
+            decision = policy.decide(case.request)
+        except HelpdeskPolicyError as exc:
+            results.append(CaseResult(suite.name, case.name, suite.label, False, (), None,
+                                      f"{type(exc).__name__}: {exc}", time.perf_counter() - start))
+            continue
+        elapsed = time.perf_counter() - start
+        mismatches = check_decision(decision, case.expect)
+        if decision.degraded and not allow_degraded:
+            mismatches.insert(0, f"decision is degraded (engine {decision.engine!r} answered, not "
+                                 f"{policy.engine_names[0]!r}): the policy under test did not decide")
+        results.append(CaseResult(suite.name, case.name, suite.label, not mismatches, tuple(mismatches),
+                                  decision, None, elapsed))
+    return results
+
+
+def run_suites(policy: HelpdeskPolicy, suites: Iterable[Suite], *, allow_degraded: bool = False) -> list[CaseResult]:
+    """:func:`run_suite` over several suites, results in order."""
+    return [r for s in suites for r in run_suite(policy, s, allow_degraded=allow_degraded)]
+

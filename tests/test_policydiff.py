@@ -1,0 +1,446 @@
+"""helpdesk-policy diff: one rule changed in a copy of the stock policies is reported
+exactly, loosening fails the command, and every case source and version spec works."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from helpdesk_policy import HelpdeskPolicy, Level
+from helpdesk_policy.cli_ci import diff_command
+from helpdesk_policy.policies import PolicySet, stock_policy_dir
+from helpdesk_policy.policydiff import (
+    Change,
+    DiffError,
+    diff_policies,
+    generated_cases,
+    load_cases,
+    parse_git_spec,
+)
+from helpdesk_policy.suites import stock_suite_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "requests"
+N, SEED = 300, 3
+
+PRIVILEGED_REMOTE = ('"code": "privileged_remote_recovery",\n\t"level": "callback",',
+                     '"code": "privileged_remote_recovery",\n\t"level": "manager_approval",')
+SUSPENDED = ('"code": "target_suspended",\n\t"level": "manager_approval",',
+             '"code": "target_suspended",\n\t"level": "callback",')
+
+
+def copy_stock(dest: Path) -> Path:
+    shutil.copytree(stock_policy_dir(), dest, symlinks=False)
+    return dest
+
+
+def edit(policy_dir: Path, file: str, old: str, new: str) -> None:
+    path = policy_dir / "helpdesk" / file
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} not found exactly once in {file}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def drop_rule(policy_dir: Path, file: str, code: str) -> None:
+    """Remove the ``reasons contains {...} if {...}`` block whose code is ``code``."""
+    path = policy_dir / "helpdesk" / file
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(r'\nreasons contains \{\n\t"code": "' + code + r'",.*?\n\}\n(?=\n|$)', re.S)
+    new, n = pattern.subn("\n", text)
+    assert n == 1, f"rule {code} not found once in {file}"
+    path.write_text(new, encoding="utf-8")
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(diff_command, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[Any]:
+    # Generated requests plus the stock suites' named cases.
+    return generated_cases(N, SEED) + load_cases(stock_suite_paths())
+
+
+@pytest.fixture(scope="module")
+def base_decisions(cases: list[Any]) -> dict[str, Any]:
+    with HelpdeskPolicy(engine="native") as policy:
+        return {c.name: policy.decide(c.request) for c in cases}
+
+
+def _other_max(decision: Any, code: str) -> Level:
+    others = [r.level for r in decision.reasons if r.code != code]
+    return max(others) if others else Level.SELF_SERVICE
+
+
+# ------------------------------------------------- one rule changed: exact report
+
+
+def test_lowering_one_rule_reports_exactly_the_affected_decisions(
+    tmp_path: Path, cases: list[Any], base_decisions: dict[str, Any]
+) -> None:
+    head = copy_stock(tmp_path / "head")
+    edit(head, "recovery.rego", *PRIVILEGED_REMOTE)
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
+
+    # Independently: a decision is affected iff the base decision carries the
+    # changed reason; it gets looser iff no other reason keeps it at its level.
+    code = "privileged_remote_recovery"
+    affected = {n for n, d in base_decisions.items() if code in {r.code for r in d.reasons}}
+    expect_level = {n: max(_other_max(base_decisions[n], code), Level.MANAGER_APPROVAL) for n in affected}
+    looser = {n for n in affected if expect_level[n] < base_decisions[n].level}
+    assert affected and looser and affected - looser, "the sample must exercise both outcomes"
+
+    changed = {d.case.name: d for d in report.diffs if d.change is not Change.UNCHANGED}
+    assert set(changed) == affected
+    assert {n for n, d in changed.items() if d.change is Change.LOOSER} == looser
+    for name, d in changed.items():
+        assert d.head.level is expect_level[name]
+        assert d.reason_levels_changed == ((code, Level.CALLBACK, Level.MANAGER_APPROVAL),)
+        assert d.reasons_added == d.reasons_removed == ()
+        expected_change = Change.LOOSER if name in looser else Change.REASONS
+        assert d.change is expected_change
+    counts = report.counts()
+    assert counts["looser"] == len(looser)
+    assert counts["reasons"] == len(affected) - len(looser)
+    assert counts["unchanged"] == len(cases) - len(affected)
+    assert report.has_loosening and report.exit_code == 1
+
+
+def test_dropping_a_deny_rule(tmp_path: Path, cases: list[Any], base_decisions: dict[str, Any]) -> None:
+    head = copy_stock(tmp_path / "head")
+    drop_rule(head, "recovery.rego", "unrelated_requester")
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
+
+    code = "unrelated_requester"
+    affected = {n for n, d in base_decisions.items() if code in {r.code for r in d.reasons}}
+    looser = {n for n in affected if _other_max(base_decisions[n], code) < Level.DENY}
+    assert looser, "the sample must contain an unrelated requester denied by this rule alone"
+    changed = {d.case.name: d for d in report.diffs if d.change is not Change.UNCHANGED}
+    assert set(changed) == affected
+    assert {n for n, d in changed.items() if d.change is Change.LOOSER} == looser
+    for name, d in changed.items():
+        assert d.reasons_removed == (code,)
+        if name in looser:
+            assert d.base.allowed is False and d.head.allowed is True
+            # A deny's evidence fields differ from an allowed decision's: obligations changed too.
+            assert "record_evidence" in d.obligations_changed
+
+
+def test_tightening_is_reported_as_stricter_and_passes(tmp_path: Path, cases: list[Any],
+                                                       base_decisions: dict[str, Any]) -> None:
+    head = copy_stock(tmp_path / "head")
+    edit(head, "baseline.rego", *SUSPENDED)
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
+    code = "target_suspended"
+    affected = {n for n, d in base_decisions.items() if code in {r.code for r in d.reasons}}
+    stricter = {n for n in affected if base_decisions[n].level < Level.CALLBACK}
+    assert stricter
+    assert {d.case.name for d in report.of(Change.STRICTER)} == stricter
+    assert {d.case.name for d in report.diffs if d.change is not Change.UNCHANGED} == affected
+    assert not report.has_loosening and report.exit_code == 0
+
+    result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "100",
+                 "--seed", str(SEED), "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["counts"]["looser"] == 0 and doc["counts"]["stricter"] > 0
+    assert doc["loosening"] is False and doc["exit_code"] == 0
+
+
+def test_config_change_in_head_is_an_obligation_change(tmp_path: Path, base_decisions: dict[str, Any],
+                                                       cases: list[Any]) -> None:
+    # Each version reads its own config.yaml.
+    head = copy_stock(tmp_path / "head")
+    cfg = yaml.safe_load((head / "config.yaml").read_text(encoding="utf-8"))
+    cfg["revoke_previous_within_hours"] = 48
+    (head / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
+    affected = {n for n, d in base_decisions.items()
+                if "revoke_previous_credential" in {o.code for o in d.obligations}}
+    assert affected
+    assert {d.case.name for d in report.of(Change.OBLIGATIONS)} == affected
+    assert all(d.obligations_changed == ("revoke_previous_credential",) for d in report.of(Change.OBLIGATIONS))
+    assert report.counts()["unchanged"] == len(cases) - len(affected)
+
+
+# ------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def loosened(tmp_path: Path) -> Path:
+    head = copy_stock(tmp_path / "loose")
+    edit(head, "recovery.rego", *PRIVILEGED_REMOTE)
+    return head
+
+
+def test_loosening_fails_unless_allowed(loosened: Path) -> None:
+    args = ["--base", str(stock_policy_dir()), "--head", str(loosened), "--cases", str(EXAMPLES),
+            "--cases", str(stock_policy_dir() / "tests"), "--generate", "50", "--seed", "1"]
+    result = run(*args)
+    assert result.exit_code == 1
+    md = result.output
+    assert "**⚠" in md and "became looser" in md
+    # The looser section comes before the summary by group and the collapsible details.
+    assert md.index("### ⚠ Looser decisions") < md.index("### Changes by action and target type")
+    assert md.index("### Changes by action and target type") < md.index("<details>")
+    assert "`privileged_remote_recovery` callback→manager_approval" in md
+    assert "recovery.yaml: recovery of a tier-1 account by phone needs a callback" in md
+
+    allowed = run(*args, "--allow-loosening")
+    assert allowed.exit_code == 0
+    assert "allowed by `--allow-loosening`" in allowed.output
+
+    doc = json.loads(run(*args, "--format", "json").output)
+    assert doc["loosening"] is True and doc["exit_code"] == 1
+    looser = [c for c in doc["changes"] if c["change"] == "looser"]
+    assert looser and all(c["base"]["level"] == "callback" and c["head"]["level"] == "manager_approval"
+                          for c in looser)
+    assert sum(g["looser"] for g in doc["by_group"]) == doc["counts"]["looser"] == len(looser)
+    assert {"action", "target_type", "total", "looser", "stricter", "reasons", "obligations",
+            "unchanged"} <= set(doc["by_group"][0])
+
+
+def test_unchanged_policies(tmp_path: Path) -> None:
+    same = copy_stock(tmp_path / "same")
+    result = run("--base", str(stock_policy_dir()), "--head", str(same), "--generate", "30")
+    assert result.exit_code == 0
+    assert "✅ No decision became looser" in result.output and "No decision changed." in result.output
+
+
+def test_default_is_generated_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpdesk_policy import cli_ci
+
+    assert cli_ci.DEFAULT_DIFF_GENERATE == 500
+    monkeypatch.setattr(cli_ci, "DEFAULT_DIFF_GENERATE", 25)  # the same path, cheaper
+    doc = json.loads(run("--base", str(stock_policy_dir()), "--head", str(stock_policy_dir()),
+                         "--format", "json").output)
+    assert doc["counts"]["total"] == 25
+    assert doc["sources"] == ["25 generated requests (seed 0)"]
+
+
+def test_head_that_cannot_decide_fails(tmp_path: Path) -> None:
+    head = copy_stock(tmp_path / "broken")
+    # An unknown level makes the decision undefined for every AI-agent request.
+    edit(head, "agents.rego", '"level": cfg.ai_agent_level,', '"level": "sometimes",')
+    result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "60", "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.output)
+    errors = [c for c in doc["changes"] if c["change"] == "error"]
+    assert errors and all("error" in c["head"] for c in errors)
+    md = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "60").output
+    assert "❌ The head policy could not decide" in md
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--generate", "0"], "nothing to compare"),
+    (["--head", "/nonexistent/dir"], "policy directory not found"),
+    (["--head", "git:"], "expected git:<ref>[:<path>]"),
+])
+def test_usage_errors_exit_2(args: list[str], needle: str) -> None:
+    base = ["--base", str(stock_policy_dir())]
+    if "--head" not in args:
+        base += ["--head", str(stock_policy_dir())]
+    result = run(*base, *args)
+    assert result.exit_code == 2
+    assert needle in result.output
+
+
+def test_head_that_does_not_compile_exits_2(tmp_path: Path) -> None:
+    head = copy_stock(tmp_path / "syntax")
+    (head / "helpdesk" / "broken.rego").write_text("package helpdesk.broken\n\nthis is not rego {\n", encoding="utf-8")
+    result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "5")
+    assert result.exit_code == 2
+    assert "head policy" in result.output and "do not compile" in result.output
+
+
+# --------------------------------------------------------------- case sources
+
+
+def _request(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+def test_every_case_file_format(tmp_path: Path) -> None:
+    a, b = _request("01-portal-password-reset.json"), _request("02-phone-mfa-reset-admin.json")
+    (tmp_path / "one.json").write_text(json.dumps(a), encoding="utf-8")
+    (tmp_path / "many.json").write_text(json.dumps([a, b]), encoding="utf-8")
+    (tmp_path / "lines.jsonl").write_text(json.dumps(a) + "\n\n" + json.dumps(b) + "\n", encoding="utf-8")
+    (tmp_path / "lines-as.json").write_text(json.dumps(a) + "\n" + json.dumps(b) + "\n", encoding="utf-8")
+    shutil.copy(stock_policy_dir() / "tests" / "agents.yaml", tmp_path / "agents.yaml")
+    (tmp_path / "notes.txt").write_text("ignored", encoding="utf-8")
+    found = load_cases([tmp_path])
+    names = [c.name for c in found]
+    assert sum(n.startswith("agents.yaml: ") for n in names) == 8
+    assert any(n.endswith("lines.jsonl:3 (" + b["request"]["id"] + ")") for n in names)
+    assert any(n.endswith("many.json[1] (" + b["request"]["id"] + ")") for n in names)
+    assert any(n.endswith("one.json (" + a["request"]["id"] + ")") for n in names)
+    assert len(found) == 8 + 1 + 2 + 2 + 2
+
+
+def test_decision_log_records_are_cases(tmp_path: Path, loosened: Path) -> None:
+    # Records as HelpdeskPolicy(log_sink=...) writes them: redacted inputs.
+    records: list[dict[str, Any]] = []
+    with HelpdeskPolicy(engine="native", log_sink=records.append) as policy:
+        for f in sorted(EXAMPLES.glob("*.json")):
+            policy.decide(_request(f.name))
+    assert any(r["input"]["request"]["justification"] == "[redacted]" for r in records)
+    log = tmp_path / "decisions.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    found = load_cases([log])
+    assert len(found) == len(records)
+    assert found[0].name.endswith(f"decisions.jsonl:1 (decision {records[0]['decision_id'][:8]})")
+
+    result = run("--base", str(stock_policy_dir()), "--head", str(loosened), "--cases", str(log), "--format", "json")
+    doc = json.loads(result.output)
+    assert doc["counts"]["total"] == len(records)
+    looser = [c for c in doc["changes"] if c["change"] == "looser"]
+    expected = {r["input"]["request"]["id"] for r in records if r["result"]["level"] == "callback"
+                and "privileged_remote_recovery" in {x["code"] for x in r["result"]["reasons"]}
+                and max(Level(x["level"]) for x in r["result"]["reasons"] if x["code"] != "privileged_remote_recovery")
+                < Level.CALLBACK}
+    assert {c["input"]["request"]["id"] for c in looser} == expected
+    # Reports never echo free text a requester typed.
+    assert "authenticator app is gone" not in result.output
+
+
+def test_opa_style_log_array(tmp_path: Path) -> None:
+    rec = {"decision_id": "abc", "input": _request("01-portal-password-reset.json"), "result": {}}
+    (tmp_path / "opa.json").write_text(json.dumps([rec, rec]), encoding="utf-8")
+    assert [c.name.split("/")[-1] for c in load_cases([tmp_path / "opa.json"])] == \
+        ["opa.json[0] (decision abc)", "opa.json[1] (decision abc)"]
+
+
+def test_invalid_cases_are_listed_with_location(tmp_path: Path) -> None:
+    bad = _request("01-portal-password-reset.json")
+    bad["target"]["privilege_tier"] = 12
+    log = tmp_path / "bad.jsonl"
+    log.write_text(json.dumps(_request("01-portal-password-reset.json")) + "\n" + json.dumps(bad) + "\n{oops\n"
+                   + json.dumps({"decision_id": "d1", "input": None}) + "\n", encoding="utf-8")
+    with pytest.raises(DiffError) as info:
+        load_cases([log])
+    text = str(info.value)
+    assert "bad.jsonl:2: target.privilege_tier" in text
+    assert "bad.jsonl:3: not valid JSON" in text
+    assert "bad.jsonl:4 (decision d1): input" in text
+    result = run("--base", str(stock_policy_dir()), "--head", str(stock_policy_dir()), "--cases", str(log))
+    assert result.exit_code == 2 and "bad.jsonl:2: target.privilege_tier" in result.output
+
+
+# ------------------------------------------------------------------ git versions
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": os.devnull,
+           "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository shaped like this one: ``policies`` is a symlink into the package."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path / "repo"
+    pkg = root / "src" / "pkg"
+    pkg.mkdir(parents=True)
+    shutil.copytree(stock_policy_dir(), pkg / "policies")
+    (root / "policies").symlink_to(Path("src/pkg/policies"))
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "stock")
+    return root
+
+
+def test_git_ref_base_against_working_tree(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    edit(repo / "policies", "recovery.rego", *PRIVILEGED_REMOTE)
+    monkeypatch.chdir(repo)
+    result = run("--base", "git:main", "--head", "policies", "--cases", "policies/tests/recovery.yaml")
+    assert result.exit_code == 1, result.output
+    assert "Base `git:main:policies @ " in result.output and "head `policies`" in result.output
+    # The same with an explicit path, through the symlink, and an explicit --repo from elsewhere.
+    monkeypatch.chdir(repo.parent)
+    for spec in ("git:main:policies", "git:main:src/pkg/policies"):
+        doc = json.loads(run("--repo", str(repo), "--base", spec, "--head", str(repo / "policies"),
+                             "--cases", str(repo / "policies" / "tests" / "recovery.yaml"),
+                             "--format", "json").output)
+        assert doc["counts"]["looser"] > 0
+        assert doc["base"]["revision"] == PolicySet.load(stock_policy_dir()).revision
+
+
+def test_git_ref_to_git_ref(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    edit(repo / "policies", "baseline.rego", *SUSPENDED)
+    _git(repo, "commit", "-q", "-am", "tighten suspended")
+    monkeypatch.chdir(repo)
+    doc = json.loads(run("--base", "git:HEAD~1", "--head", "git:HEAD", "--generate", "100", "--format", "json").output)
+    assert doc["counts"]["stricter"] > 0 and doc["counts"]["looser"] == 0 and doc["exit_code"] == 0
+    assert doc["head"]["source"].startswith("git:HEAD:src/pkg/policies") or doc["head"]["source"].startswith(
+        "git:HEAD:")
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("git:no-such-branch", "unknown git ref 'no-such-branch'"),
+    ("git:main:nowhere", "'nowhere' does not exist"),
+    ("git:main:policies/config.yaml", "is not a directory"),
+])
+def test_git_errors_exit_2(repo: Path, monkeypatch: pytest.MonkeyPatch, spec: str, needle: str) -> None:
+    monkeypatch.chdir(repo)
+    result = run("--base", spec, "--head", "policies", "--generate", "5")
+    assert result.exit_code == 2
+    assert needle in result.output
+
+
+def test_git_outside_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    result = run("--base", "git:main", "--head", str(stock_policy_dir()), "--generate", "5")
+    assert result.exit_code == 2 and "not inside a git repository" in result.output
+
+
+def test_parse_git_spec() -> None:
+    assert parse_git_spec("git:origin/main") == ("origin/main", None)
+    assert parse_git_spec("git:HEAD~1:policies") == ("HEAD~1", "policies")
+    assert parse_git_spec("git:v1.2:") == ("v1.2", None)
+
+
+def test_markdown_escapes_case_names(tmp_path: Path, loosened: Path) -> None:
+    suite = {"suite": "s", "cases": [{"name": "a | b <script>", "expect": {"allowed": True},
+                                      "request_file": str(EXAMPLES / "02-phone-mfa-reset-admin.json")}]}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(suite), encoding="utf-8")
+    other = copy_stock(tmp_path / "other")
+    edit(other, "access.rego", 'privileged_level := "callback" if', 'privileged_level := "manager_approval" if')
+    md = run("--base", str(stock_policy_dir()), "--head", str(other), "--cases", str(p)).output
+    assert "a \\| b &lt;script&gt;" in md
+
+
+# ------------------------------------------------------------------ examples/ci
+
+
+def test_example_ci_files_are_well_formed() -> None:
+    ci = ROOT / "examples" / "ci"
+    workflow = yaml.safe_load((ci / "policy-ci.yml").read_text(encoding="utf-8"))
+    # YAML 1.1 reads the key "on" as True.
+    trigger = workflow.get("on", workflow.get(True))
+    assert trigger["pull_request"]["paths"] == ["policies/**"]
+    steps = workflow["jobs"]["policy"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert "helpdesk-policy test policies/" in runs
+    assert 'helpdesk-policy diff --base "git:origin/$BASE_REF" --head policies' in runs
+    assert "--generate 500 --seed 1 --format markdown" in runs
+    assert 'pip install "helpdesk-policy[rego]' in runs
+    assert any(s.get("uses", "").startswith("actions/github-script") for s in steps)
+    script = ci / "policy-ci.sh"
+    assert os.access(script, os.X_OK)
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    assert (ci / "README.md").is_file()

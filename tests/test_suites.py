@@ -1,0 +1,294 @@
+"""Expectation suites: the stock suite passes and covers every rule; bad files fail clearly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpdesk_policy import HelpdeskPolicy
+from helpdesk_policy.engines.base import BaseEngine
+from helpdesk_policy.errors import EngineError, HelpdeskPolicyError
+from helpdesk_policy.models import Request, RiskSignal
+from helpdesk_policy.policies import PolicySet
+from helpdesk_policy.suites import (
+    Expectation,
+    SuiteError,
+    assert_decision,
+    check_decision,
+    load_suite,
+    load_suites,
+    run_suite,
+    run_suites,
+    stock_suite_paths,
+)
+
+BASE: dict[str, Any] = {
+    "request": {"id": "T-1", "action": "password_reset", "channel": "self_service_portal"},
+    "actor": {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
+    "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active"},
+}
+
+
+def write(tmp_path: Path, doc: Any, name: str = "suite.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return p
+
+
+def suite_doc(*cases: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"suite": "t", "cases": list(cases), **extra}
+
+
+# ------------------------------------------------------------------ stock suite
+
+
+@pytest.fixture(scope="module")
+def stock_suites() -> list[Any]:
+    return load_suites(stock_suite_paths())
+
+
+@pytest.mark.parametrize("engine", ["rego", "native"])
+def test_stock_suites_pass(stock_suites: list[Any], engine: str) -> None:
+    with HelpdeskPolicy(engine=engine) as policy:
+        results = run_suites(policy, stock_suites)
+    failures = [r.failure_text() for r in results if not r.passed]
+    assert not failures, "\n".join(failures)
+    assert len(results) >= 100
+
+
+def test_stock_suites_require_every_reason_and_obligation_code(stock_suites: list[Any]) -> None:
+    # Every code the stock Rego can emit is required to be present by some case,
+    # so each rule family has at least one case proving it fires.
+    sources = "\n".join(PolicySet.load().modules.values())
+    emitted = set(re.findall(r'"code":\s*"([a-z_]+)"', sources))
+    emitted |= {f"risk_{s.value}" for s in RiskSignal}
+    required_reasons = {c for s in stock_suites for case in s.cases for c in case.expect.reason_codes}
+    required_obligations = {c for s in stock_suites for case in s.cases for c in case.expect.obligation_codes}
+    missing = emitted - required_reasons - required_obligations
+    assert not missing, f"no stock case requires {sorted(missing)}"
+
+
+def test_stock_suites_cover_every_level_and_actor_kind(stock_suites: list[Any]) -> None:
+    levels = {case.expect.level for s in stock_suites for case in s.cases if case.expect.level}
+    assert {lv.value for lv in levels} == {"self_service", "step_up", "manager_approval", "callback", "deny"}
+    actors = {case.request.actor.type.value for s in stock_suites for case in s.cases}
+    assert actors == {"human", "ai_agent", "service"}
+    targets = {case.request.target.type.value for s in stock_suites for case in s.cases}
+    assert len(targets) == 7
+
+
+# --------------------------------------------------------------------- loading
+
+
+def test_base_request_is_deep_merged(tmp_path: Path) -> None:
+    p = write(tmp_path, suite_doc(
+        {"name": "phone", "request": {"request": {"channel": "phone"}}, "expect": {"level": "step_up"}},
+        base_request=BASE,
+    ))
+    (case,) = load_suite(p).cases
+    assert case.request.request.channel.value == "phone"
+    assert case.request.request.action.value == "password_reset"  # kept from the base
+
+
+def test_request_file_is_relative_to_the_suite(tmp_path: Path) -> None:
+    (tmp_path / "reqs").mkdir()
+    (tmp_path / "reqs" / "r.json").write_text(json.dumps(BASE), encoding="utf-8")
+    sub = tmp_path / "suites"
+    sub.mkdir()
+    doc = suite_doc({"name": "from file", "request_file": "../reqs/r.json", "expect": {"level": "self_service"}})
+    p = write(sub, doc)
+    (case,) = load_suite(p).cases
+    assert case.request.request.id == "T-1"
+    assert case.request_file == sub / "../reqs/r.json"
+
+
+def test_json_suites_load(tmp_path: Path) -> None:
+    p = write(tmp_path, suite_doc({"name": "a", "request": BASE, "expect": {"allowed": True}}), "s.json")
+    assert load_suites([p])[0].name == "t"
+
+
+def errors_of(tmp_path: Path, doc: Any, name: str = "suite.yaml") -> str:
+    p = write(tmp_path, doc, name)
+    with pytest.raises(SuiteError) as info:
+        load_suite(p)
+    assert isinstance(info.value, HelpdeskPolicyError)
+    return str(info.value)
+
+
+def test_unknown_key_names_file_case_and_field(tmp_path: Path) -> None:
+    msg = errors_of(tmp_path, suite_doc(
+        {"name": "ok", "request": BASE, "expect": {"level": "self_service"}},
+        {"name": "typo", "request": BASE, "expect": {"levle": "deny"}},
+    ))
+    assert "suite.yaml: cases[1] 'typo'.expect.levle" in msg
+    assert "Extra inputs are not permitted" in msg
+
+
+def test_bad_level_and_bad_code(tmp_path: Path) -> None:
+    msg = errors_of(tmp_path, suite_doc(
+        {"name": "lvl", "request": BASE, "expect": {"level": "maybe", "reasons": ["Not A Code"]}},
+    ))
+    assert "cases[0] 'lvl'.expect.level" in msg
+    assert "cases[0] 'lvl'.expect.reasons[0]" in msg
+
+
+def test_invalid_request_lists_every_field_path(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(BASE))
+    bad["target"]["privilege_tier"] = 12
+    bad["request"]["channel"] = "fax"
+    msg = errors_of(tmp_path, suite_doc({"name": "bad req", "request": bad, "expect": {"level": "deny"}}))
+    assert "cases[0] 'bad req': request.target.privilege_tier" in msg
+    assert "cases[0] 'bad req': request.request.channel" in msg
+
+
+def test_cross_field_request_error(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(BASE))
+    bad["actor"]["relationship"] = "manager"  # ids still equal
+    msg = errors_of(tmp_path, suite_doc({"name": "x", "request": bad, "expect": {"level": "deny"}}))
+    assert "actor.id equals target.id" in msg
+
+
+@pytest.mark.parametrize(("doc", "needle"), [
+    ({"suite": "t"}, "cases: Field required"),
+    ({"suite": "t", "cases": []}, "cases: List should have at least 1 item"),
+    ([1, 2], "must hold a mapping"),
+    (suite_doc({"name": "a", "request": BASE, "expect": {}}), "states nothing to check"),
+    (suite_doc({"name": "a", "request": BASE, "expect": {"level": "deny", "allowed": True}}),
+     "allowed=True contradicts level 'deny'"),
+    (suite_doc({"name": "a", "request": BASE, "expect": {"reasons": ["x"], "reasons_absent": ["x"]}}),
+     "both required and absent"),
+    (suite_doc({"name": "a", "request": BASE, "request_file": "r.json", "expect": {"level": "deny"}}),
+     "either request or request_file"),
+    (suite_doc({"name": "a", "expect": {"level": "deny"}}), "needs request or request_file"),
+    (suite_doc({"name": "a", "request": BASE, "expect": {"level": "deny"}},
+               {"name": "a", "request": BASE, "expect": {"level": "deny"}}), "repeated: ['a']"),
+    (suite_doc({"name": "a", "request_file": "missing.json", "expect": {"level": "deny"}}),
+     "cases[0] 'a': request_file"),
+])
+def test_clear_errors(tmp_path: Path, doc: Any, needle: str) -> None:
+    assert needle in errors_of(tmp_path, doc)
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    text = "suite: t\ncases:\n  - name: a\n    expect: {level: deny}\n    expect: {level: step_up}\n"
+    assert "duplicate key 'expect'" in errors_of(tmp_path, text)
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    assert "not valid YAML" in errors_of(tmp_path, "suite: [unclosed\n")
+
+
+def test_every_file_is_reported_at_once(tmp_path: Path) -> None:
+    write(tmp_path, {"suite": "a"}, "a.yaml")
+    write(tmp_path, {"suite": "b", "cases": [{"name": "x"}]}, "b.yaml")
+    with pytest.raises(SuiteError) as info:
+        load_suites([tmp_path])
+    paths = [e.path for e in info.value.errors]
+    assert any(p.endswith("a.yaml: cases") for p in paths)
+    assert any("b.yaml: cases[0] 'x'.expect" in p for p in paths)
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="no such file"):
+        load_suites([tmp_path / "nope"])
+
+
+# --------------------------------------------------------------------- running
+
+
+@pytest.fixture(scope="module")
+def native() -> HelpdeskPolicy:
+    return HelpdeskPolicy(engine="native")
+
+
+def test_failure_text_shows_expected_and_actual(tmp_path: Path, native: HelpdeskPolicy) -> None:
+    p = write(tmp_path, suite_doc({
+        "name": "wrong",
+        "request": {**BASE, "request": {**BASE["request"], "channel": "phone"}},
+        "expect": {"level": "callback", "reasons": ["privileged_remote_recovery", {"code": "action_baseline",
+                   "level": "step_up"}], "reasons_absent": ["remote_channel_recovery"],
+                   "obligations": [{"code": "record_evidence", "fields": ["requester"]}, "time_bound_access"],
+                   "obligations_absent": ["terminate_sessions"]},
+    }))
+    (result,) = run_suite(native, load_suite(p))
+    assert not result.passed
+    text = result.failure_text()
+    assert "FAIL suite.yaml: wrong" in text
+    assert "level: expected callback, got step_up" in text
+    assert "reason missing: privileged_remote_recovery" in text
+    assert "reason action_baseline: expected level step_up, got self_service" in text
+    assert ("reason unexpected: remote_channel_recovery [step_up]: "
+            "Credential or factor recovery requested over phone") in text
+    assert "obligation record_evidence: expected fields ['requester'], got" in text
+    assert "obligation missing: time_bound_access" in text
+    assert "obligation unexpected: terminate_sessions" in text
+    assert "actual decision:" in text and "level: step_up (allowed)" in text
+    assert result.to_dict()["decision"]["level"] == "step_up"
+
+
+class _Broken(BaseEngine):
+    name = "broken"
+
+    def evaluate(self, request: Request) -> Any:
+        raise EngineError("boom", engine=self.name)
+
+
+def test_degraded_decision_fails_the_case(tmp_path: Path) -> None:
+    # The facade fails closed at callback; a case expecting callback must not pass by accident.
+    p = write(tmp_path, suite_doc({"name": "c", "request": BASE, "expect": {"level": "callback"}}))
+    policy = HelpdeskPolicy(engine=_Broken())
+    (result,) = run_suite(policy, load_suite(p))
+    assert not result.passed
+    assert "degraded" in result.failure_text()
+    (allowed,) = run_suite(policy, load_suite(p), allow_degraded=True)
+    assert allowed.passed
+
+
+def test_obligation_parameters(native: HelpdeskPolicy) -> None:
+    d = native.decide({**BASE, "request": {**BASE["request"], "action": "mfa_reset"}})
+    ok = Expectation.model_validate({"obligations": [{"code": "revoke_previous_credential", "within_hours": 24}]})
+    bad = Expectation.model_validate({"obligations": [{"code": "revoke_previous_credential", "within_hours": 48}]})
+    assert check_decision(d, ok) == []
+    assert check_decision(d, bad) == ["obligation revoke_previous_credential: expected within_hours=48, got 24"]
+
+
+# --------------------------------------------------------------- assert_decision
+
+
+def test_assert_decision_passes_and_fails_readably(native: HelpdeskPolicy) -> None:
+    d = native.decide(BASE)
+    assert_decision(d, level="self_service", allowed=True, reasons=["action_baseline"],
+                    obligations=["terminate_sessions"], reasons_absent=["weak_authentication"])
+    with pytest.raises(AssertionError) as info:
+        assert_decision(d, level="callback", reasons=["vip_target"], reasons_absent=["action_baseline"],
+                        obligations_absent=["terminate_sessions"])
+    text = str(info.value)
+    assert text.startswith("decision does not match the expectation:")
+    assert "level: expected callback, got self_service" in text
+    assert "reason missing: vip_target" in text
+    assert "reason unexpected: action_baseline [self_service]: password_reset starts at self_service" in text
+    assert "obligation unexpected: terminate_sessions" in text
+    assert "reason action_baseline [self_service]:" in text  # the actual decision follows
+
+
+def test_assert_decision_rejects_a_bad_expectation(native: HelpdeskPolicy) -> None:
+    d = native.decide(BASE)
+    with pytest.raises(ValueError, match="invalid expectation"):
+        assert_decision(d, level="sometimes")
+    with pytest.raises(ValueError, match="states nothing"):
+        assert_decision(d)
+
+
+def test_module_doctests() -> None:
+    import doctest
+
+    from helpdesk_policy import generate, policydiff, policytest, suites
+
+    for module in (suites, generate, policydiff, policytest):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
