@@ -272,9 +272,12 @@ def schema(what: str) -> None:
     click.echo(json.dumps(doc, indent=2))
 
 
-# Commands that live in their own modules: test and diff (CI for policy changes).
+# Commands that live in their own modules: bundle build/verify (OPA bundles),
+# test and diff (CI for policy changes).
+from .bundle import bundle as _bundle_group  # noqa: E402
 from .cli_ci import diff_command, test_command  # noqa: E402
 
+main.add_command(_bundle_group)
 main.add_command(test_command)
 main.add_command(diff_command)
 
