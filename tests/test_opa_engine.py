@@ -407,3 +407,39 @@ def test_bad_options_are_refused(policy_set: PolicySet) -> None:
     for kwargs in ({"url": "ftp://x"}, {"url": "http://h:1/opa"}, {"deadline": 0}, {"client_key": "k.pem"}):
         with pytest.raises(ValueError):
             OpaEngine(policy_set, **kwargs)
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_cli_decides_through_an_opa_server(server: OpaTestServer, rego: RegoEngine) -> None:
+    """The same decision as the embedded engine, apart from who made it and its id."""
+    from click.testing import CliRunner
+
+    from helpdesk_policy.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "requests" / "02-phone-mfa-reset-admin.json"
+    result = CliRunner().invoke(main, ["decide", "--engine", "opa", "--opa-url", server.url, str(example)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    with HelpdeskPolicy(engine=rego) as policy:
+        expected = policy.decide(json.loads(example.read_text())).to_dict()
+    assert doc["engine"] == "opa" and doc["degraded"] is False
+    assert {k: v for k, v in doc.items() if k not in ("engine", "decision_id")} == {
+        k: v for k, v in expected.items() if k not in ("engine", "decision_id")}
+
+
+def test_cli_opa_down_falls_back_and_says_degraded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from helpdesk_policy.cli import main
+    from opa_server import refusing_url
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "requests" / "02-phone-mfa-reset-admin.json"
+    with refusing_url() as url:
+        monkeypatch.setenv("HELPDESK_POLICY_OPA_URL", url)
+        result = CliRunner().invoke(main, ["decide", "--engine", "opa", "--fallback", "native", str(example)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["engine"] == "native" and doc["degraded"] is True
+    assert "opa" in result.stderr  # the fallback is logged

@@ -24,6 +24,7 @@ with ``main.add_command(command)``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -82,8 +83,46 @@ class _Item:
         return name if self.index is None else f"{name}[{self.index}]"
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the deciding commands' shared options say about the engine chain."""
+
+    engine: str = "auto"
+    fallback: tuple[str, ...] = ()
+    config_file: Path | None = None
+    policy_dir: Path | None = None
+    opa_url: str | None = None
+    opa_token: str | None = None
+
+
+def _settings(kwargs: dict[str, Any]) -> EngineSettings:
+    names = ("engine", "fallback", "config_file", "policy_dir", "opa_url", "opa_token")
+    return EngineSettings(**{n: kwargs.pop(n) for n in names})
+
+
 def engine_options(fn: F) -> F:
-    """Options shared by the commands that decide: ``--engine``, ``--config``, ``--policy-dir``."""
+    """Options shared by the commands that decide, gathered into one ``settings: EngineSettings``."""
+
+    command = fn
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["settings"] = _settings(kwargs)
+        return command(*args, **kwargs)
+
+    fn = wrapper  # type: ignore[assignment]
+    fn = click.option(
+        "--opa-token", envvar="HELPDESK_POLICY_OPA_TOKEN", default=None,
+        help="Bearer token for the OPA server (also $HELPDESK_POLICY_OPA_TOKEN).",
+    )(fn)
+    fn = click.option(
+        "--opa-url", envvar="HELPDESK_POLICY_OPA_URL", default=None,
+        help="OPA server for --engine opa, e.g. http://localhost:8181 (also $HELPDESK_POLICY_OPA_URL).",
+    )(fn)
+    fn = click.option(
+        "--fallback", multiple=True, type=click.Choice([c for c in ENGINE_CHOICES if c != "auto"]),
+        help="Engine to try when the previous one fails (repeatable), e.g. --engine opa --fallback rego.",
+    )(fn)
     fn = click.option(
         "--policy-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
         help="Directory of Rego policies (default: the stock policies shipped with the package).",
@@ -156,11 +195,19 @@ def _parse(items: Sequence[_Item], single: bool) -> list[Any]:
 
 
 @contextmanager
-def _policy(engine: str, config_file: Path | None, policy_dir: Path | None) -> Iterator[Any]:
+def _policy(settings: EngineSettings) -> Iterator[Any]:
     from .facade import HelpdeskPolicy
 
+    opa: dict[str, Any] = {}
+    if settings.opa_url:
+        opa["url"] = settings.opa_url
+    if settings.opa_token:
+        opa["token"] = settings.opa_token
     try:
-        policy = HelpdeskPolicy(engine=engine, config=config_file, policy_dir=policy_dir)
+        policy = HelpdeskPolicy(
+            engine=settings.engine, fallback=list(settings.fallback), config=settings.config_file,
+            policy_dir=settings.policy_dir, engine_options={"opa": opa} if opa else None,
+        )
     except (InvalidConfigError, PolicyLoadError) as exc:
         raise CliError(str(exc), EXIT_INVALID) from None
     except EngineUnavailableError as exc:
@@ -216,8 +263,7 @@ def _log_to_stderr(ctx: click.Context, level: int) -> None:
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
               help="json: exactly the SPEC §4 decision shape; text: a summary for people.")
 @click.option("--fail-on-deny", is_flag=True, help="Exit 1 when any decision is deny (for scripts).")
-def decide(files: tuple[str, ...], engine: str, config_file: Path | None, policy_dir: Path | None,
-           fmt: str, fail_on_deny: bool) -> None:
+def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_deny: bool) -> None:
     """Decide the request(s) in FILES; '-' reads stdin.
 
     A file holds one request object or a JSON array of them. JSON output is one
@@ -225,7 +271,7 @@ def decide(files: tuple[str, ...], engine: str, config_file: Path | None, policy
     """
     items, single = _read_items(files)
     requests = _parse(items, single)
-    with _policy(engine, config_file, policy_dir) as policy:
+    with _policy(settings) as policy:
         decisions = [policy.decide(r) for r in requests]
     if fmt == "json":
         docs = [d.to_dict() for d in decisions]
@@ -243,13 +289,13 @@ def decide(files: tuple[str, ...], engine: str, config_file: Path | None, policy
 @main.command()
 @click.argument("file")
 @engine_options
-def explain(file: str, engine: str, config_file: Path | None, policy_dir: Path | None) -> None:
+def explain(file: str, settings: EngineSettings) -> None:
     """Explain the decision for the request(s) in FILE ('-' = stdin) as numbered steps for a helpdesk agent."""
     from .render import render_explain
 
     items, single = _read_items((file,))
     requests = _parse(items, single)
-    with _policy(engine, config_file, policy_dir) as policy:
+    with _policy(settings) as policy:
         texts = [render_explain(policy.decide(r), r) for r in requests]
     click.echo("\n\n".join(texts))
 
