@@ -821,7 +821,7 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
         "",
         f"Base `{_md(report.base.description)}` (`{report.base.revision[:19]}…`) → "
         f"head `{_md(report.head.description)}` (`{report.head.revision[:19]}…`), "
-        f"{counts['total']} cases" + (f" from {', '.join(_md(s) for s in report.sources)}"
+        f"{counts['total']} cases" + (f": {' + '.join(_md(s) for s in report.sources)}"
                                       if report.sources else "") + ".",
         "",
         "| change | decisions |",

@@ -1,0 +1,104 @@
+"""The README's examples are executed, so the documentation cannot drift from the code.
+
+* the Python block under "Deciding a request" runs, and each ``expr  # value``
+  line's comment is the repr of ``expr``;
+* the expectation-suite YAML under "CI for policy changes" is a valid suite
+  whose cases pass against the stock policy;
+* the JSON under "A decision" is what ``helpdesk-policy decide`` prints for
+  the example request (apart from the per-decision ``decision_id``);
+* every ``helpdesk-policy <command> … --option`` in a console block names a
+  real command and real options.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from helpdesk_policy import HelpdeskPolicy
+from helpdesk_policy.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start: end if end != -1 else None]
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^ *```{lang}\n(.*?)^ *```", text, flags=re.S | re.M)
+
+
+def test_the_python_example_runs_and_its_comments_are_true() -> None:
+    code = _blocks(_section("Deciding a request"), "python")[0]
+    checks = [(m.group(1).strip(), m.group(2).strip()) for m in re.finditer(r"^(\w[\w.()]*) +# (<.*>|\[.*\])\s*$", code, re.M)]
+    assert checks, "the example shows no values"
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    for expr, shown in checks:
+        assert repr(eval(expr, namespace)) == shown, expr  # noqa: S307
+    namespace["policy"].close()
+
+
+def test_the_suite_example_is_a_passing_suite(tmp_path: Path) -> None:
+    from helpdesk_policy.suites import load_suite, run_suite
+
+    (text,) = _blocks(_section("CI for policy changes"), "yaml")
+    path = tmp_path / "readme.yaml"
+    path.write_text("\n".join(line[2:] for line in text.splitlines()), encoding="utf-8")
+    suite = load_suite(path)
+    with HelpdeskPolicy(engine="native") as policy:
+        results = run_suite(policy, suite)
+    assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_the_decision_shown_is_what_the_cli_prints() -> None:
+    section = _section("A decision")
+    shown = _blocks(section, "json")[-1]  # the request comes first, then the decision
+    command = re.search(r"\$ (helpdesk-policy decide .*)", section)
+    assert command, "the section shows the command it ran"
+    args = shlex.split(command.group(1))[1:]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0
+    printed = json.loads(result.stdout)
+    expected = json.loads(shown)
+    for doc in (printed, expected):
+        doc.pop("decision_id")
+    assert printed == expected
+
+
+def _commands() -> list[list[str]]:
+    found = []
+    for block in _blocks(README, "console"):
+        for line in block.splitlines():
+            m = re.match(r"\$ (?:.*\| )?(?:\.venv/bin/)?helpdesk-policy (.*)", line)
+            if m:
+                found.append(shlex.split(m.group(1).split("#")[0]))
+    return found
+
+
+@pytest.mark.parametrize("argv", _commands(), ids=lambda a: " ".join(a[:2]))
+def test_every_command_in_the_readme_exists(argv: list[str]) -> None:
+    command: click.Command = main
+    ctx = click.Context(main)
+    words = [w for w in argv if not w.startswith("-")]
+    for word in words:
+        if not isinstance(command, click.Group):
+            break
+        sub = command.get_command(ctx, word)
+        assert sub is not None, f"no command {word!r} in {argv}"
+        command = sub
+    options = {opt for p in command.params for opt in p.opts if opt.startswith("-")} | {"-h", "--help"}
+    for arg in argv:
+        if arg.startswith("-") and arg != "-":
+            assert arg.split("=")[0] in options, f"{command.name} has no option {arg}"
