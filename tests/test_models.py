@@ -86,15 +86,28 @@ def test_requirements_are_cumulative_and_deny_has_none() -> None:
     assert "nothing" not in REQUIREMENTS[Level.CALLBACK]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING-1: Level is a str enum, so comparing with a plain string falls back to str ordering: "
-    "Level.DENY > 'self_service' is False (alphabetical). Should raise TypeError or compare by rank"))
 def test_comparing_a_level_with_a_plain_string_is_not_alphabetical() -> None:
-    try:
-        result = Level.DENY > "self_service"  # type: ignore[operator]
-    except TypeError:
-        return
-    assert result is True
+    """FINDING-1: Level is a str enum; a comparison with a plain string used to
+    fall back to str ordering ('deny' < 'self_service'). A string naming a
+    level now compares by rank, either way round; any other string raises."""
+    assert Level.DENY > "self_service"  # type: ignore[operator]
+    assert "self_service" < Level.DENY  # type: ignore[operator]
+    assert Level.STEP_UP <= "step_up" and Level.STEP_UP >= "step_up"  # type: ignore[operator]
+    assert not (Level.CALLBACK < "manager_approval")  # type: ignore[operator]
+    assert Level.MANAGER_APPROVAL < "callback"  # type: ignore[operator]  # alphabetically the other way
+    for low in Level:
+        for high in Level:
+            assert (low < high.value) is (low.rank < high.rank)  # type: ignore[operator]
+            assert (low.value < high) is (low.rank < high.rank)  # type: ignore[operator]
+            assert (low >= high.value) is (low.rank >= high.rank)  # type: ignore[operator]
+    for unknown in ("zzz", "", "DENY", "Level.DENY"):
+        with pytest.raises(TypeError):
+            Level.DENY > unknown  # type: ignore[operator]  # noqa: B015
+        with pytest.raises(TypeError):
+            unknown < Level.SELF_SERVICE  # type: ignore[operator]  # noqa: B015
+    with pytest.raises(TypeError):
+        Level.DENY < 3  # type: ignore[operator]  # noqa: B015
+    assert Level.DENY == "deny" and Level.DENY != "callback"  # equality is by value, as before
 
 
 # ----------------------------------------------------------- request validation

@@ -32,7 +32,7 @@ import helpdesk_policy.resilience as resilience  # noqa: E402
 from helpdesk_policy import EngineTimeoutError, EngineUnavailableError, HelpdeskPolicy, Level, parse_request  # noqa: E402
 from helpdesk_policy.engines.native import NativeEngine  # noqa: E402
 from helpdesk_policy.engines.opa import OpaEngine, OpaHTTPError  # noqa: E402
-from helpdesk_policy.errors import EngineError, MalformedDecisionError, UndefinedDecisionError  # noqa: E402
+from helpdesk_policy.errors import EngineError, InvalidRequestError, MalformedDecisionError, UndefinedDecisionError  # noqa: E402
 from helpdesk_policy.policies import PolicySet  # noqa: E402
 from helpdesk_policy.resilience import (  # noqa: E402
     BreakerState,
@@ -162,11 +162,21 @@ def test_when_every_engine_fails_the_decision_fails_closed(server: OpaTestServer
 
 
 def test_a_request_json_cannot_carry_is_not_sent_and_not_counted(server: OpaTestServer, policy_set: PolicySet) -> None:
+    """Validation refuses inf (InvalidRequestError); an engine handed one anyway
+    (a request built without validation) must fail without sending it."""
+    from helpdesk_policy.models import Context
+
     doc = json.loads(json.dumps(DOCS[0]))
     doc.setdefault("context", {})["recent_credential_change_hours"] = float("inf")
+    with pytest.raises(InvalidRequestError, match="context.recent_credential_change_hours"):
+        parse_request(doc)
+    req = parse_request(DOCS[0])
+    unchecked = req.model_copy(update={"context": Context.model_construct(
+        risk_signals=[], failed_verifications_24h=0, recent_credential_change_hours=float("inf"),
+    )})
     with OpaEngine(policy_set, url=server.url, breaker_threshold=1) as engine:
         with pytest.raises(EngineError, match="cannot be sent as JSON"):
-            engine.evaluate(parse_request(doc))
+            engine.evaluate(unchecked)
         assert engine.breaker.state is BreakerState.CLOSED
     assert server.decisions == 0
 

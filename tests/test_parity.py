@@ -36,10 +36,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from helpdesk_policy import HelpdeskPolicy, Level, PolicyConfig, Request, Verdict, load_config, parse_request
+from helpdesk_policy import (
+    HelpdeskPolicy,
+    Level,
+    PolicyConfig,
+    Request,
+    Verdict,
+    load_config,
+    parse_request,
+)
 from helpdesk_policy.engines.base import Engine
 from helpdesk_policy.engines.native import NativeEngine
 from helpdesk_policy.engines.rego import RegoEngine
+from helpdesk_policy.errors import InvalidConfigError, InvalidRequestError
+from helpdesk_policy.models import MAX_COUNT, MAX_HOURS
 from helpdesk_policy.policies import PolicySet
 from helpdesk_policy.testing import configs, requests
 
@@ -73,56 +83,24 @@ def _verdict(engine: Engine, req: Request) -> dict[str, Any] | str:
     return Verdict.model_validate(raw).model_dump(mode="json")
 
 
-def _ints(value: Any) -> Iterator[int]:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _ints(v)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for v in value:
-            yield from _ints(v)
-
-
 def _known_defects(req: Request, cfg: PolicyConfig) -> dict[str, str]:
-    """Engines known to misread this input, and why (each pinned by an xfail below).
+    """Engines known to misread this input, and why (each pinned by a strict xfail).
 
-    * BUG-1 (rego): rego-cpp stores integers as int64; an input or config
-      integer above 2**63-1 wraps (2**63 reads as -2**63), silently: a huge
-      ``consumers`` loses ``nhi_widely_distributed`` (a lower level), a huge
-      ``failed_verifications_24h`` can lose its callback.
-    * BUG-2 (rego): rego-cpp keeps 6 decimals of an input float, so
-      ``recent_credential_change_hours`` just above the window (72.0000001)
-      reads as inside it.
-    * BUG-3 (opa-go): ``recent_credential_change_hours`` may be ``inf``
-      (the model allows it); it is not JSON, so OPA cannot evaluate it.
-    * BUG-8 (rego): the two largest finite doubles (>= 1.7976931348623155e308)
-      make regopy's output unparsable; RegoEngine leaks a bare JSONDecodeError.
-    * BUG-9 (rego): rego-cpp's ``min``/``max``/``sort`` order numbers as
-      strings (``min({3, 10})`` is 10), so ``levels.raise(base, n)`` is
-      undefined once ``base + n >= 10`` and ``risk_compound`` vanishes. Stock
-      config cannot reach it (at most 6 medium signals); a config with fewer
-      high-risk signals can, and then rego decides a *lower* level.
+    None today. Fixed, with regression tests at the end of this file:
+
+    * BUG-1 (rego): rego-cpp wraps integers above 2**63-1. Request counts and
+      config thresholds are bounded by ``models.MAX_COUNT`` (10**9).
+    * BUG-2 (rego): rego-cpp keeps 6 decimals of a float. Hours are bounded
+      and cut to ``models.HOURS_DECIMALS`` (3) decimals before any engine reads them.
+    * BUG-3 (opa-go): ``inf``/``nan`` hours are refused by the model.
+    * BUG-8 (rego): unparsable regopy output raises MalformedDecisionError.
+    * BUG-9 (rego): ``levels.raise`` (and every other rule) no longer uses
+      rego-cpp's ``min``/``max``, which order numbers as strings.
+
+    A new defect is added here with its own strict-xfail test, so that the
+    exclusion goes away when the defect is fixed.
     """
-    out: dict[str, str] = {}
-    doc = req.to_input()
-    if any(i > INT64_MAX for i in _ints(doc)) or any(i > INT64_MAX for i in _ints(cfg.to_data())):
-        out["rego"] = "BUG-1"
-    medium = set(req.context.risk_signals) - set(cfg.high_risk_signals)
-    if cfg.action_baseline[req.request.action].rank + len(medium) >= 10:
-        out["rego"] = "BUG-9"
-    hours = req.context.recent_credential_change_hours
-    if hours is not None:
-        window = cfg.chained_change_window_hours
-        if window < hours < window + 1e-6:
-            out["rego"] = "BUG-2"
-        if math.isinf(hours):
-            out["opa-go"] = "BUG-3"
-        elif hours >= RIGHT_BELOW_DBL_MAX:
-            out["rego"] = "BUG-8"
-    return out
+    return {}
 
 
 def _assert_identical(engines: Mapping[str, Engine], req: Request, cfg: PolicyConfig, counts: Any, area: str) -> None:
@@ -353,10 +331,8 @@ def test_documented_scenario_through_the_facade(
     example_counts["parity/documented scenarios"] += 1
 
 
-# ------------------------------------------------------------ known defects
-# Minimal inputs for the defects _known_defects() steps around. Strict xfail:
-# when a defect is fixed the test XPASSes, which fails the run, so that the
-# exclusion in _known_defects() is removed at the same time.
+# ------------------------------------------------------------ fixed defects
+# Regression tests for the defects _known_defects() used to step around.
 
 def _nhi_owner_request(**context: Any) -> dict[str, Any]:
     return _scenario(
@@ -364,94 +340,128 @@ def _nhi_owner_request(**context: Any) -> dict[str, Any]:
         {"id": "u-1", "type": "human", "relationship": "owner", "authenticated": True, "auth_strength": "mfa"},
         {"id": "key-1", "type": "api_key", "privileged": False, "privilege_tier": 0, "vip": False,
          "status": "active", "environment": "dev", "owners": ["u-1"], "owner_active": True,
-         "consumers": context.pop("consumers", 2), "secret_age_days": 10, "in_secrets_manager": True},
+         "consumers": context.pop("consumers", 2), "secret_age_days": context.pop("secret_age_days", 10),
+         "in_secrets_manager": True},
         context={"risk_signals": [], **context},
     )
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-1: rego-cpp wraps integers above 2**63-1 (2**63 consumers read as negative)")
-def test_bug1_rego_reads_huge_consumer_count(stock_engines: dict[str, Engine]) -> None:
-    req = parse_request(_nhi_owner_request(consumers=2**63))
+def _assert_refused(doc: dict[str, Any], path: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(doc)
+    assert path in info.value.paths, info.value.paths
+
+
+@pytest.mark.parametrize("field", ["consumers", "secret_age_days", "failed_verifications_24h"])
+@pytest.mark.parametrize("value", [MAX_COUNT + 1, INT64_MAX, 2**63, 2**64 + 1])
+def test_bug1_counts_above_the_bound_are_refused(field: str, value: int) -> None:
+    """BUG-1: rego-cpp wraps integers above 2**63-1 (2**63 consumers read as
+    negative); every count is bounded well below, and naming the field."""
+    section = "context" if field == "failed_verifications_24h" else "target"
+    _assert_refused(_nhi_owner_request(**{field: value}), f"{section}.{field}")
+
+
+@pytest.mark.parametrize("field", ["nhi_wide_consumers", "max_secret_age_days", "failed_verifications_callback"])
+def test_bug1_config_thresholds_above_the_bound_are_refused(field: str) -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        load_config({field: 2**63})
+    assert field in info.value.paths
+    assert getattr(load_config({field: MAX_COUNT}), field) == MAX_COUNT
+
+
+def test_bug1_engines_agree_at_the_count_bound(stock_engines: dict[str, Engine]) -> None:
+    req = parse_request(_nhi_owner_request(consumers=MAX_COUNT, failed_verifications_24h=MAX_COUNT,
+                                           secret_age_days=MAX_COUNT))
     native = _verdict(stock_engines["native"], req)
-    assert native["level"] == "callback"  # type: ignore[index]  # widely distributed
-    assert _verdict(stock_engines["rego"], req) == native  # rego: step_up, nhi_widely_distributed missing
-
-
-@pytest.mark.xfail(strict=True, reason="BUG-1: rego-cpp wraps integers above 2**63-1 (2**64+1 failures read as 1)")
-def test_bug1_rego_reads_huge_failed_verification_count(stock_engines: dict[str, Engine]) -> None:
-    req = parse_request(_nhi_owner_request(failed_verifications_24h=2**64 + 1))
-    native = _verdict(stock_engines["native"], req)
-    assert native["level"] == "callback"  # type: ignore[index]
-    assert _verdict(stock_engines["rego"], req) == native  # rego: manager_approval, "1 failed verification"
-
-
-@pytest.mark.xfail(strict=True, reason="BUG-2: rego-cpp rounds input floats to 6 decimals (72.0000001 h reads as 72)")
-def test_bug2_rego_rounds_hours(stock_engines: dict[str, Engine]) -> None:
-    doc = _scenario(
-        "mfa_reset", "self_service_portal",
-        {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
-        {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
-        context={"recent_credential_change_hours": 72.0000001},
-    )
-    req = parse_request(doc)
-    native = _verdict(stock_engines["native"], req)
-    assert native["level"] == "step_up"  # type: ignore[index]  # outside the 72 h window
+    assert native["level"] == "callback"  # type: ignore[index]  # widely distributed, failed verifications
+    assert {"nhi_widely_distributed", "failed_verifications"} <= {r["code"] for r in native["reasons"]}  # type: ignore[index]
+    assert _verdict(stock_engines["rego"], req) == native
     assert _verdict(stock_engines["opa-go"], req) == native
-    assert _verdict(stock_engines["rego"], req) == native  # rego: callback, chained_credential_change
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-3: the model accepts hours=inf, which is not JSON: OPA cannot evaluate it")
-def test_bug3_infinite_hours_is_valid_but_not_evaluable(stock_engines: dict[str, Engine]) -> None:
-    doc = _nhi_owner_request(recent_credential_change_hours=math.inf)
-    try:
-        req = parse_request(doc)
-    except Exception:  # noqa: BLE001 - the fix may be to refuse it: then this is not a defect
-        return
-    assert _verdict(stock_engines["opa-go"], req) == _verdict(stock_engines["native"], req)
+def test_bug2_hours_are_cut_to_a_precision_every_engine_reads(stock_engines: dict[str, Engine]) -> None:
+    """BUG-2: rego-cpp keeps 6 decimals of a float, so 72.0000001 h read as 72
+    there and as just outside a 72 h window elsewhere. Hours are now cut down
+    to 3 decimals (fail closed: a change never looks older than it is), so
+    every engine reads the same number."""
+    def doc(hours: float) -> dict[str, Any]:
+        return _scenario(
+            "mfa_reset", "self_service_portal",
+            {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
+            {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
+            context={"recent_credential_change_hours": hours},
+        )
+
+    for hours, stored, level in [
+        (72.0000001, 72.0, "callback"),  # inside the 72 h window once cut: the stricter reading
+        (72.0009999, 72.0, "callback"),
+        (72.001, 72.001, "step_up"),  # what the caller wrote is kept
+        (71.9999999, 71.999, "callback"),
+        (1.001, 1.001, "callback"),
+        (float(MAX_HOURS), float(MAX_HOURS), "step_up"),
+    ]:
+        req = parse_request(doc(hours))
+        assert req.context.recent_credential_change_hours == stored
+        native = _verdict(stock_engines["native"], req)
+        assert native["level"] == level, hours  # type: ignore[index]
+        assert _verdict(stock_engines["opa-go"], req) == native
+        assert _verdict(stock_engines["rego"], req) == native
+    _assert_refused(doc(MAX_HOURS + 0.001), "context.recent_credential_change_hours")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG-8: hours >= 1.7976931348623155e308 (the two largest doubles) make regopy's output unparsable; "
-    "RegoEngine.evaluate raises a bare json.JSONDecodeError instead of an EngineError"))
-def test_bug8_rego_engine_fails_with_an_engine_error_on_the_largest_doubles(stock_engines: dict[str, Engine]) -> None:
+@pytest.mark.parametrize("hours", [math.inf, -math.inf, math.nan, RIGHT_BELOW_DBL_MAX, 1.7976931348623157e308])
+def test_bug3_non_finite_or_huge_hours_are_refused(hours: float) -> None:
+    """BUG-3: inf/nan are not JSON (OPA cannot evaluate them); refused, naming the field."""
+    _assert_refused(_nhi_owner_request(recent_credential_change_hours=hours), "context.recent_credential_change_hours")
+
+
+def test_bug8_rego_engine_fails_with_an_engine_error_on_unparsable_output(stock_engines: dict[str, Engine]) -> None:
+    """BUG-8: hours >= 1.7976931348623155e308 make regopy's output unparsable.
+    The model refuses such hours now, so the request is built without
+    validation to reach the engine: its failure must be an EngineError (the
+    engine contract, engines/base.py), not a bare json.JSONDecodeError."""
     from helpdesk_policy import EngineError
+    from helpdesk_policy.errors import MalformedDecisionError
+    from helpdesk_policy.models import Context
 
-    doc = _scenario(  # the chained-change rule compares these hours with the window
+    req = parse_request(_scenario(  # the chained-change rule compares these hours with the window
         "password_reset", "self_service_portal",
         {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
         {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
-        context={"recent_credential_change_hours": 1.7976931348623157e308},
-    )
-    try:
-        req = parse_request(doc)
-    except Exception:  # noqa: BLE001 - refusing such hours is a fix too
-        return
-    try:
-        raw = stock_engines["rego"].evaluate(req)
-    except EngineError:
-        return  # the engine contract (engines/base.py): a failure is an EngineError
-    assert Verdict.model_validate(raw).model_dump(mode="json") == _verdict(stock_engines["native"], req)
+    ))
+    unchecked = req.model_copy(update={"context": Context.model_construct(
+        risk_signals=[], failed_verifications_24h=0, recent_credential_change_hours=1.7976931348623157e308,
+    )})
+    with pytest.raises(MalformedDecisionError) as info:
+        stock_engines["rego"].evaluate(unchecked)
+    assert isinstance(info.value, EngineError) and info.value.engine == "rego"
+    assert "1.79" not in str(info.value)  # no input value echoed
+    # Through the facade: the next engine decides (degraded), never an exception.
+    decision = HelpdeskPolicy(engine=stock_engines["rego"], fallback=[stock_engines["native"]]).decide(unchecked)
+    assert (decision.engine, decision.degraded) == ("native", True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG-9: rego-cpp min()/max()/sort() order numbers as strings (min({3, 10}) == 10): levels.raise(base, n) "
-    "is undefined for base + n >= 10, risk_compound vanishes and rego decides lower than native and OPA"))
 def test_bug9_rego_compound_risk_with_ten_medium_signals() -> None:
+    """BUG-9: rego-cpp min()/max()/sort() order numbers as strings (min({3, 10}) == 10),
+    so levels.raise(base, n) was undefined for base + n >= 10 and rego decided lower."""
     from helpdesk_policy.models import RiskSignal
 
     cfg = load_config({"high_risk_signals": []})  # every signal is "medium"
     engines = _three_engines(PolicySet(config=cfg))
-    doc = _scenario(
-        "account_unlock", "self_service_portal",
-        {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
-        {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
-        context={"risk_signals": [s.value for s in RiskSignal]},
-    )
-    req = parse_request(doc)
-    try:
-        native = _verdict(engines["native"], req)
-        assert native["level"] == "callback"  # type: ignore[index]  # risk_compound: 10 medium signals
-        assert _verdict(engines["opa-go"], req) == native
-        assert _verdict(engines["rego"], req) == native  # rego: step_up, no risk_compound
-    finally:
-        engines["opa-go"].close()
+    for action in ("account_unlock", "delegated_admin"):  # baselines self_service and above
+        doc = _scenario(
+            action, "self_service_portal",
+            {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
+            {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
+            context={"risk_signals": [s.value for s in RiskSignal]},
+        )
+        req = parse_request(doc)
+        try:
+            native = _verdict(engines["native"], req)
+            assert native["level"] == "callback"  # type: ignore[index]  # risk_compound: 10 medium signals
+            assert "risk_compound" in {r["code"] for r in native["reasons"]}  # type: ignore[index]
+            assert _verdict(engines["opa-go"], req) == native
+            assert _verdict(engines["rego"], req) == native
+        finally:
+            if action == "delegated_admin":
+                engines["opa-go"].close()

@@ -27,13 +27,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import InvalidConfigError
 from .levels import Level
-from .models import AUTH_STRENGTH_ORDER, CHANNEL_TRUST_ORDER, Action, AuthStrength, Channel, RiskSignal
+from .models import AUTH_STRENGTH_ORDER, CHANNEL_TRUST_ORDER, MAX_COUNT, Action, AuthStrength, Channel, RiskSignal
 
 __all__ = ["PolicyConfig", "load_config", "DEFAULT_CONFIG_FILE"]
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 
 Hours = Annotated[int, Field(ge=0, le=24 * 365, strict=True)]
+
+#: A count threshold. Bounded like the request counts it is compared with
+#: (models.MAX_COUNT): rego-cpp reads integers as int64 and wraps silently
+#: above 2**63-1, so an unbounded threshold could read as negative in the
+#: embedded engine and fire for every request there but not in the others.
+Threshold = Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)]
 
 
 class PolicyConfig(BaseModel):
@@ -55,10 +61,10 @@ class PolicyConfig(BaseModel):
     vip_level: Level
     ai_agent_level: Level
     critical_environments: frozenset[Annotated[str, Field(min_length=1)]]
-    nhi_wide_consumers: Annotated[int, Field(ge=1, strict=True)]
-    max_secret_age_days: Annotated[int, Field(ge=1, strict=True)]
+    nhi_wide_consumers: Threshold
+    max_secret_age_days: Threshold
     high_risk_signals: frozenset[RiskSignal]
-    failed_verifications_callback: Annotated[int, Field(ge=1, strict=True)]
+    failed_verifications_callback: Threshold
     chained_change_window_hours: Hours
     revoke_previous_within_hours: Hours
     break_glass_hours: Hours

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from .config import PolicyConfig
 from .digest import input_digest, redact
 from .engines import Engine, load_engine
+from .engines.native import NativeEngine
 from .errors import (
     EngineError,
     EngineTimeoutError,
@@ -38,7 +39,7 @@ from .errors import (
     InvalidRequestError,
     MalformedDecisionError,
 )
-from .levels import REQUIREMENTS, Level
+from .levels import REQUIREMENTS
 from .models import Decision, Obligation, Reason, Request, Verdict, construct_trusted, parse_request
 from .policies import PolicySet
 
@@ -67,6 +68,9 @@ class HelpdeskPolicy:
         policy_dir: a directory of Rego policies (default: the stock policies).
         timeout: seconds each in-process engine may take; ``None`` = no deadline
             (in-process engines then run on the caller's thread, the fast path).
+            The native engine always runs on the caller's thread: it is pure
+            Python with no I/O and cannot hang, and it must stay able to
+            decide when other engines' hung calls occupy the worker threads.
         log_sink: called with a redacted decision-log record per decision.
         engine_options: keyword options per engine name, e.g.
             ``{"opa": {"url": "http://opa:8181"}}``.
@@ -136,7 +140,7 @@ class HelpdeskPolicy:
         for position, engine in enumerate(self.engines):
             try:
                 upstream_id, raw = _upstream_decision_id(self._run(engine, req))
-                verdict = self._checked(engine, raw)
+                verdict = checked_verdict(engine, raw)
             except Exception as exc:  # noqa: BLE001 - any engine failure moves down the chain
                 errors.append(self._failed(engine, exc))
                 continue
@@ -157,7 +161,7 @@ class HelpdeskPolicy:
                 coro = engine.aevaluate(req)
                 raw = await (asyncio.wait_for(coro, self.timeout) if self.timeout is not None else coro)
                 upstream_id, raw = _upstream_decision_id(raw)
-                verdict = self._checked(engine, raw)
+                verdict = checked_verdict(engine, raw)
             except asyncio.TimeoutError:
                 errors.append(self._failed(engine, EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name)))
                 continue
@@ -193,7 +197,11 @@ class HelpdeskPolicy:
     # ---------------------------------------------------------------- internals
 
     def _run(self, engine: Engine, req: Request) -> Any:
-        if self.timeout is None:
+        # The native engine never goes through the pool: a hung call keeps its
+        # worker thread (Python cannot kill it), so after a few hangs a queued
+        # native fallback would time out behind them and a request the policy
+        # denies would fail "closed" at the strict level instead (BUG-4).
+        if self.timeout is None or _runs_inline(engine):
             return engine.evaluate(req)
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="helpdesk-policy")
@@ -203,18 +211,6 @@ class HelpdeskPolicy:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name) from None
-
-    @staticmethod
-    def _checked(engine: Engine, raw: Any) -> Verdict:
-        if isinstance(raw, Verdict):
-            return raw
-        if not isinstance(raw, Mapping):
-            raise MalformedDecisionError(f"answer is {type(raw).__name__}, not a decision object", engine=engine.name)
-        try:
-            return Verdict.model_validate(dict(raw))
-        except ValidationError as exc:
-            detail = "; ".join(str(e) for e in _field_errors(exc))
-            raise MalformedDecisionError(f"answer is not a valid decision: {detail}", engine=engine.name) from None
 
     @staticmethod
     def _failed(engine: Engine, exc: BaseException) -> str:
@@ -282,6 +278,44 @@ class HelpdeskPolicy:
             self.log_sink(record)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a failing sink must not change the decision
             log.exception("decision log sink failed for %s", decision.decision_id)
+
+
+def _runs_inline(engine: Engine) -> bool:
+    # Exactly NativeEngine: a subclass may override evaluate() with code that blocks.
+    return type(engine) is NativeEngine
+
+
+def checked_verdict(engine: Engine, raw: Any) -> Verdict:
+    """Validate what ``engine`` answered into a :class:`Verdict`.
+
+    Raises:
+        MalformedDecisionError: the answer is not a consistent decision.
+    """
+    if isinstance(raw, Verdict):
+        # Only our own native engine builds verdicts without validation
+        # (construct_trusted, on the hot path; tests/test_parity.py proves
+        # them valid). Any other engine's Verdict instance may come from
+        # model_construct with a level looser than its reasons: revalidate it.
+        if _trusted_verdicts(engine):
+            return raw
+        try:
+            raw = raw.model_dump(include=set(Verdict.model_fields))
+        except Exception as exc:  # noqa: BLE001 - an unserialisable verdict is malformed
+            raise MalformedDecisionError(
+                f"answer is a Verdict that cannot be read back ({type(exc).__name__})", engine=engine.name
+            ) from None
+    if not isinstance(raw, Mapping):
+        raise MalformedDecisionError(f"answer is {type(raw).__name__}, not a decision object", engine=engine.name)
+    try:
+        return Verdict.model_validate(dict(raw))
+    except ValidationError as exc:
+        detail = "; ".join(str(e) for e in _field_errors(exc))
+        raise MalformedDecisionError(f"answer is not a valid decision: {detail}", engine=engine.name) from None
+
+
+def _trusted_verdicts(engine: Engine) -> bool:
+    # Exactly NativeEngine: a subclass may override evaluate() and return anything.
+    return type(engine) is NativeEngine
 
 
 #: What an engine-supplied decision id may look like (OPA's are UUIDs).

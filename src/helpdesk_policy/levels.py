@@ -50,28 +50,45 @@ class Level(str, enum.Enum):
     def __str__(self) -> str:  # "callback", not "Level.CALLBACK"
         return self.value
 
+    # Level is a str, so without these a comparison with a plain string would
+    # fall back to str ordering (alphabetical: "deny" < "self_service"). A
+    # string that names a level is compared by rank like the level itself; any
+    # other string raises TypeError (returning NotImplemented would let Python
+    # retry with str's own, alphabetical, comparison).
 
     def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Level):
-            return NotImplemented
-        return self.rank < other.rank
+        rank = _other_rank(other)
+        return NotImplemented if rank is None else self.rank < rank
 
     def __le__(self, other: object) -> bool:
-        if not isinstance(other, Level):
-            return NotImplemented
-        return self.rank <= other.rank
+        rank = _other_rank(other)
+        return NotImplemented if rank is None else self.rank <= rank
 
     def __gt__(self, other: object) -> bool:
-        if not isinstance(other, Level):
-            return NotImplemented
-        return self.rank > other.rank
+        rank = _other_rank(other)
+        return NotImplemented if rank is None else self.rank > rank
 
     def __ge__(self, other: object) -> bool:
-        if not isinstance(other, Level):
-            return NotImplemented
-        return self.rank >= other.rank
+        rank = _other_rank(other)
+        return NotImplemented if rank is None else self.rank >= rank
 
     __hash__ = str.__hash__
+
+
+def _other_rank(other: object) -> int | None:
+    """The rank of ``other`` for an ordering comparison with a Level.
+
+    ``None`` (so the operator returns NotImplemented, then TypeError) for a
+    non-string; TypeError at once for a string that names no level.
+    """
+    if isinstance(other, Level):
+        return other.rank
+    if isinstance(other, str):
+        try:
+            return Level(other).rank
+        except ValueError:
+            raise TypeError("cannot order a Level and a string that names no level") from None
+    return None
 
 
 _ORDER: list[Level] = [

@@ -19,13 +19,25 @@ typo (``privilege_teir``) cannot quietly fall back to a default.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .errors import InvalidRequestError
+from .errors import FieldError, InvalidRequestError, field_errors_from_pydantic
 from .levels import Level
 
 __all__ = [
@@ -47,7 +59,11 @@ __all__ = [
     "Verdict",
     "Decision",
     "parse_request",
+    "cross_field_errors",
     "construct_trusted",
+    "MAX_COUNT",
+    "MAX_HOURS",
+    "HOURS_DECIMALS",
     "CHANNEL_TRUST_ORDER",
     "AUTH_STRENGTH_ORDER",
 ]
@@ -162,7 +178,40 @@ class RiskSignal(str, enum.Enum):
 
 
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
-Count = Annotated[int, Field(ge=0, strict=True)]
+
+#: The largest count a request (or a config threshold, see config.py) may
+#: carry. Every engine must read a number exactly as Python does: rego-cpp keeps
+#: integers as int64 and wraps silently above 2**63-1 (2**63 consumers read as
+#: negative, so an NHI would lose "widely distributed"), and JSON consumers
+#: such as OPA's clients are only exact up to 2**53. A billion is far above any
+#: real count (consumers, days, failed attempts) and far below both limits.
+MAX_COUNT = 10**9
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
+
+#: The largest ``recent_credential_change_hours`` (about 114 years): beyond any
+#: real window, and small enough that, with HOURS_DECIMALS decimals, every
+#: value has at most 10 significant digits, which rego-cpp represents exactly.
+MAX_HOURS = 10**6
+#: rego-cpp keeps only 6 decimals of a float (72.0000001 reads as 72, inside a
+#: 72 h window, while Python and OPA read it as outside). Hours are cut to 3
+#: decimals (a 3.6 s resolution) before any engine sees them, so all engines
+#: read the same number.
+HOURS_DECIMALS = 3
+_HOURS_QUANTUM = Decimal(1).scaleb(-HOURS_DECIMALS)
+
+
+def _hours_resolution(value: float) -> float:
+    # Rounded *down* (hours since the last change only ever get shorter), so
+    # the cut can move a change into the chained-change window but never out
+    # of it: fail closed. Decimal(repr) keeps what the caller wrote (1.001
+    # stays 1.001, where floor(1.001 * 1000) would give 1.0), and the result
+    # is monotone in the input (SPEC §5.2).
+    return float(Decimal(repr(value)).quantize(_HOURS_QUANTUM, rounding=ROUND_FLOOR))
+
+
+Hours = Annotated[
+    float, Field(ge=0, le=MAX_HOURS, allow_inf_nan=False), AfterValidator(_hours_resolution)
+]
 
 
 class _Strict(BaseModel):
@@ -224,7 +273,7 @@ class Context(_Strict):
 
     risk_signals: list[RiskSignal] = Field(default_factory=list, max_length=len(RiskSignal) * 4)
     failed_verifications_24h: Count = 0
-    recent_credential_change_hours: Annotated[float, Field(ge=0)] | None = None
+    recent_credential_change_hours: Hours | None = None
 
     @field_validator("risk_signals")
     @classmethod
@@ -243,22 +292,23 @@ class Request(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
-        errors: list[tuple[str, str]] = []
-        is_self = self.actor.relationship is Relationship.SELF
-        same_id = self.actor.id == self.target.id
-        if is_self and not same_id:
-            errors.append(("actor.relationship", "is 'self' but actor.id differs from target.id"))
-        if same_id and not is_self:
-            errors.append(("actor.relationship", "actor.id equals target.id, so relationship must be 'self'"))
-        if self.actor.authenticated and self.actor.auth_strength is AuthStrength.NONE:
-            errors.append(("actor.auth_strength", "is 'none' but actor.authenticated is true"))
-        if not self.actor.authenticated and self.actor.auth_strength is not AuthStrength.NONE:
-            errors.append(("actor.auth_strength", "must be 'none' when actor.authenticated is false"))
-        if self.request.action is Action.SERVICE_ACCOUNT_CREATE and not self.target.type.is_nhi:
-            errors.append(("target.type", "service_account_create needs a non-human target"))
+        a, t = self.actor, self.target
+        errors = _consistency(a.relationship, a.id, t.id, a.authenticated, a.auth_strength, self.request.action, t.type)
         if errors:
-            # Raised as ValueError so pydantic folds it into the same error list.
-            raise ValueError("; ".join(f"{p} {m}" for p, m in errors))
+            # A ValidationError raised here keeps each error's own location
+            # (actor.relationship, not the model root); pydantic merges it
+            # into the caller's error list, prefixed when Request is nested.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(_CROSS_FIELD_ERROR, message),
+                        loc=tuple(path.split(".")),
+                        input=None,  # never echo a value (SPEC §5.5)
+                    )
+                    for path, message in errors
+                ],
+            )
         return self
 
     def to_input(self) -> dict[str, Any]:
@@ -266,10 +316,92 @@ class Request(_Strict):
         return self.model_dump(mode="json")
 
 
+_CROSS_FIELD_ERROR = "inconsistent_fields"
+
+
+def _consistency(
+    relationship: Relationship | None,
+    actor_id: str | None,
+    target_id: str | None,
+    authenticated: bool | None,
+    auth_strength: AuthStrength | None,
+    action: Action | None,
+    target_type: TargetType | None,
+) -> list[tuple[str, str]]:
+    """The cross-field rules of a request, as ``(field path, message)`` pairs.
+
+    ``None`` means the field is missing or invalid on its own (already reported
+    as a field error): a rule that needs it is not checked. Messages name the
+    fields and the vocabulary, never a value the caller sent.
+    """
+    errors: list[tuple[str, str]] = []
+    if relationship is not None and actor_id is not None and target_id is not None:
+        is_self = relationship is Relationship.SELF
+        same_id = actor_id == target_id
+        if is_self and not same_id:
+            errors.append(("actor.relationship", "is 'self' but actor.id differs from target.id"))
+        if same_id and not is_self:
+            errors.append(("actor.relationship", "actor.id equals target.id, so relationship must be 'self'"))
+    if authenticated is not None and auth_strength is not None:
+        if authenticated and auth_strength is AuthStrength.NONE:
+            errors.append(("actor.auth_strength", "is 'none' but actor.authenticated is true"))
+        if not authenticated and auth_strength is not AuthStrength.NONE:
+            errors.append(("actor.auth_strength", "must be 'none' when actor.authenticated is false"))
+    if action is Action.SERVICE_ACCOUNT_CREATE and target_type is TargetType.HUMAN:
+        errors.append(("target.type", "service_account_create needs a non-human target"))
+    return errors
+
+
+@functools.cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    info = model.model_fields[name]
+    if not info.metadata:
+        return TypeAdapter(info.annotation)
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[valid-type]
+
+
+def _raw_field(data: Mapping[str, Any], model: type[BaseModel], section: str, name: str) -> Any:
+    """The value of ``section.name`` in a raw request, validated alone; None if missing or invalid."""
+    part = data.get(section)
+    if isinstance(part, BaseModel):
+        part = part.__dict__
+    if not isinstance(part, Mapping) or name not in part:
+        return None
+    try:
+        return _field_adapter(model, name).validate_python(part[name])
+    except ValidationError:
+        return None
+
+
+def cross_field_errors(data: Request | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every cross-field inconsistency of a request, as ``(field path, message)``.
+
+    Works on a raw mapping whose other fields may be invalid, so that
+    :func:`parse_request` can report cross-field errors together with field
+    errors (pydantic skips model validators once a field fails).
+    """
+    if isinstance(data, Request):
+        a, t = data.actor, data.target
+        return _consistency(a.relationship, a.id, t.id, a.authenticated, a.auth_strength, data.request.action, t.type)
+    if not isinstance(data, Mapping):
+        return []
+    return _consistency(
+        _raw_field(data, Actor, "actor", "relationship"),
+        _raw_field(data, Actor, "actor", "id"),
+        _raw_field(data, Target, "target", "id"),
+        _raw_field(data, Actor, "actor", "authenticated"),
+        _raw_field(data, Actor, "actor", "auth_strength"),
+        _raw_field(data, RequestInfo, "request", "action"),
+        _raw_field(data, Target, "target", "type"),
+    )
+
+
 def parse_request(data: Request | Mapping[str, Any]) -> Request:
     """Validate ``data`` into a :class:`Request`, or raise :class:`InvalidRequestError`.
 
-    The error lists every bad field path at once, never just the first.
+    The error lists every bad field path at once, never just the first:
+    field errors and cross-field errors (``actor.relationship`` vs the ids…)
+    together, each under the path of the field concerned.
     """
     if isinstance(data, Request):
         return data
@@ -278,7 +410,12 @@ def parse_request(data: Request | Mapping[str, Any]) -> Request:
     try:
         return Request.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequestError.from_pydantic(exc) from None
+        errors = list(field_errors_from_pydantic(exc))
+        # When a field fails, pydantic never runs Request._consistent: check
+        # the cross-field rules on the raw data (each field validated alone).
+        seen = {(e.path, e.message) for e in errors}
+        errors += [FieldError(p, m) for p, m in cross_field_errors(data) if (p, m) not in seen]
+        raise InvalidRequestError(errors) from None
 
 
 def _type_error(data: object) -> ValidationError:

@@ -155,7 +155,8 @@ class _Book:
         self.third_party = {
             rel: R(
                 "third_party_recovery", L.CALLBACK,
-                f"Recovery requested by the account holder's {rel.value}, not the holder: "
+                "Recovery requested by a requester other than the account holder "
+                f"(relationship to the holder: {rel.value}): "
                 "confirm with the holder through a callback to their contact of record.",
                 [AA23, SP63B, AA02],
             )
@@ -366,8 +367,9 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
         if target.vip:
             add(b.vip)
 
-    # nhi.rego
-    issues_credential = action in cfg.nhi_credential_actions
+    # nhi.rego: issues_credential (creating an account issues its first credential)
+    revokes_previous = action in cfg.nhi_credential_actions
+    issues_credential = revokes_previous or action is Action.SERVICE_ACCOUNT_CREATE
     if not is_human:
         if guarded:
             if actor.id not in target.owners:
@@ -385,7 +387,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
             age = target.secret_age_days
             if not issues_credential and (age is None or age > cfg.max_secret_age_days):
                 add(b.nhi_stale)
-        if (issues_credential or action is Action.SERVICE_ACCOUNT_CREATE) and target.in_secrets_manager is not True:
+        if issues_credential and target.in_secrets_manager is not True:
             add(b.nhi_unmanaged)
     if action is Action.SERVICE_ACCOUNT_CREATE and not target.owners:
         add(b.nhi_create_no_owner)
@@ -432,7 +434,8 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     if action is not Action.INFO_REQUEST:
         ob(b.notify)
     if not denied:
-        if issues_credential or action is Action.MFA_RESET:
+        # obligations.rego revokes_previous: a new account has no previous credential
+        if revokes_previous or action is Action.MFA_RESET:
             ob(b.revoke)
         if action in cfg.terminate_sessions_after:
             ob(b.terminate)

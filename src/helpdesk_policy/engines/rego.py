@@ -14,13 +14,19 @@ The input is validated before evaluation and always carries every field.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
 
 import regopy
 
-from ..errors import EngineError, PolicyLoadError, UndefinedDecisionError
+from ..errors import (
+    EngineError,
+    MalformedDecisionError,
+    PolicyLoadError,
+    UndefinedDecisionError,
+)
 from ..models import Request
 from ..policies import DECISION_PATH, PolicySet
 from .base import BaseEngine, RawDecision
@@ -85,6 +91,13 @@ class RegoEngine(BaseEngine):
             output = interp.query_bundle_entrypoint(self._bundle, self.entrypoint)
         except regopy.RegoError as exc:
             raise EngineError(f"evaluation failed: {exc}", engine=self.name) from exc
+        except ValueError as exc:
+            # regopy parses rego-cpp's JSON output while building the Output
+            # object; some outputs are not JSON (rego-cpp prints the two
+            # largest doubles as numbers Python cannot read back). Only the
+            # parser's position goes in the message: the output may quote input.
+            where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise MalformedDecisionError(f"output is not valid JSON{where}", engine=self.name) from None
         if not output.ok():
             # rego-cpp reports builtin/type errors as an error output, not an exception.
             raise EngineError(f"evaluation error: {str(output)[:500]}", engine=self.name)

@@ -41,7 +41,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
 
 from ..digest import input_digest
 from ..errors import MalformedDecisionError
@@ -168,15 +167,14 @@ class ShadowEngine:
 
 
 def _verdict(engine: Engine, raw: Any) -> Verdict:
-    if isinstance(raw, Verdict):
-        return raw
-    if not isinstance(raw, Mapping):
-        raise MalformedDecisionError(f"answer is {type(raw).__name__}, not a decision object", engine=engine.name)
-    doc = {k: v for k, v in raw.items() if k != "decision_id"}
-    try:
-        return Verdict.model_validate(doc)
-    except ValidationError as exc:
-        raise MalformedDecisionError(f"answer is not a valid decision ({exc.error_count()} problem(s))", engine=engine.name) from None
+    # The facade's own check: the stricter-of-two choice is only as good as
+    # the verdicts it compares (a custom engine's unvalidated Verdict could
+    # claim a level its reasons do not support).
+    from ..facade import checked_verdict
+
+    if isinstance(raw, Mapping):
+        raw = {k: v for k, v in raw.items() if k != "decision_id"}
+    return checked_verdict(engine, raw)
 
 
 def _stricter(candidate: Verdict, than: Verdict) -> bool:

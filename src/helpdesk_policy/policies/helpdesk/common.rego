@@ -44,8 +44,10 @@ auth_rank := {"none": 0, "password": 1, "mfa": 2, "phishing_resistant": 3}
 base_rank := levels.rank[cfg.action_baseline[action]]
 
 # A target flagged privileged counts as at least the privileged tier.
-effective_tier := max({input.target.privilege_tier, cfg.privileged_tier}) if {
+# (A comparison, not max(): rego-cpp's max orders numbers as strings.)
+effective_tier := cfg.privileged_tier if {
 	input.target.privileged == true
+	input.target.privilege_tier < cfg.privileged_tier
 } else := input.target.privilege_tier
 
 privileged_target if effective_tier >= cfg.privileged_tier

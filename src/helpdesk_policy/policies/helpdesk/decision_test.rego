@@ -13,8 +13,24 @@ decide(patch) := f.decision(f.case(patch))
 
 rank(level) := levels.rank[level]
 
-# The level of the strictest reason.
-strictest(d) := levels.names[max({rank(r.level) | some r in d.reasons})]
+# The level of the strictest reason, from the top down. (No max(): rego-cpp
+# orders numbers as strings in min/max/sort.)
+strictest(d) := "deny" if {
+	some r in d.reasons
+	r.level == "deny"
+} else := "callback" if {
+	some r in d.reasons
+	r.level == "callback"
+} else := "manager_approval" if {
+	some r in d.reasons
+	r.level == "manager_approval"
+} else := "step_up" if {
+	some r in d.reasons
+	r.level == "step_up"
+} else := "self_service" if {
+	some r in d.reasons
+	r.level == "self_service"
+}
 
 # A spread of requests, one or more per final level.
 samples := [

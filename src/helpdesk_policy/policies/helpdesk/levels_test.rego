@@ -12,6 +12,15 @@ test_names_are_ordered_by_rank if {
 	}
 }
 
+# decision.rego takes max() over ranks; rego-cpp compares numbers as strings
+# in max(), which is the numeric order only while every rank is one digit.
+test_ranks_are_single_digits if {
+	every name in levels.names {
+		levels.rank[name] >= 0
+		levels.rank[name] <= 9
+	}
+}
+
 test_every_level_has_requirements if {
 	every name in levels.names {
 		is_array(levels.requirements[name])
@@ -68,9 +77,22 @@ test_raise_caps_at_callback if {
 	levels.raise(2, 5) == "callback"
 
 	# The largest sum the stock config can reach: a callback baseline plus six
-	# medium signals. (Sums >= 10 are not used: rego-cpp compares numbers as
-	# strings in min/max, see BUG-9 in tests/test_parity.py.)
+	# medium signals.
 	levels.raise(3, 6) == "callback"
+}
+
+test_raise_caps_at_callback_for_sums_of_ten_and_more if {
+	# A config with few high-risk signals lets ten medium signals compound.
+	# rego-cpp orders numbers as strings in min/max/sort ("10" < "3"), so a
+	# raise() written with min() was undefined from base + n >= 10.
+	levels.raise(0, 10) == "callback"
+	levels.raise(1, 9) == "callback"
+	levels.raise(3, 10) == "callback"
+	levels.raise(4, 10) == "callback"
+	levels.raise(2, 99) == "callback"
+	every n in [10, 11, 20, 100, 1000] {
+		levels.raise(0, n) == "callback"
+	}
 }
 
 test_raise_never_denies if {

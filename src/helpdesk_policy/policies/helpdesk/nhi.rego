@@ -105,10 +105,13 @@ reasons contains {
 	"refs": [r.nhi7],
 } if stale_secret
 
+# Not when the request issues a credential: a reissue or rotation replaces the
+# secret anyway, and creating an account issues its first one (there is no
+# old secret to be stale).
 stale_secret if {
 	common.is_nhi
 	common.guarded
-	not common.action in cfg.nhi_credential_actions
+	not issues_credential
 	not fresh_secret
 }
 

@@ -194,6 +194,15 @@ test_nhi_stale_secret_not_when_issuing_a_credential if {
 	}
 }
 
+test_nhi_stale_secret_not_when_creating_an_account if {
+	# Creating an account issues its first credential: no old secret to rotate.
+	every age in [null, 400] {
+		c := nhi({"request": {"action": "service_account_create"}, "target": {"secret_age_days": age}})
+		f.lacks(f.nhi_reasons(c), "nhi_stale_secret")
+		f.lacks_obligation(f.decision(c), "rotate_stale_secret")
+	}
+}
+
 test_nhi_stale_secret_exempts_containment if {
 	every action in cfg.containment_actions {
 		c := nhi({"request": {"action": action}, "target": {"secret_age_days": 400}})

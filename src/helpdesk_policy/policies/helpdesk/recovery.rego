@@ -40,7 +40,7 @@ reasons contains {
 	"code": "third_party_recovery",
 	"level": "callback",
 	"message": sprintf(
-		"Recovery requested by the account holder's %v, not the holder: confirm with the holder through a callback to their contact of record.",
+		"Recovery requested by a requester other than the account holder (relationship to the holder: %v): confirm with the holder through a callback to their contact of record.",
 		[input.actor.relationship],
 	),
 	"refs": [r.aa23, r.sp63b, r.aa02],

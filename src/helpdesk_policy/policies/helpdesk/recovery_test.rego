@@ -99,7 +99,25 @@ test_third_party_recovery_for_every_related_third_party if {
 
 test_third_party_recovery_message_names_the_relationship if {
 	r := f.reason(f.recovery(f.case({"actor": manager})), "third_party_recovery")
-	r.message == "Recovery requested by the account holder's manager, not the holder: confirm with the holder through a callback to their contact of record."
+	r.message == "Recovery requested by a requester other than the account holder (relationship to the holder: manager): confirm with the holder through a callback to their contact of record."
+}
+
+test_third_party_recovery_message_reads_for_any_requester if {
+	# No possessive ("the holder's helpdesk_agent"): the sentence must read
+	# right for an AI agent or a service acting as a helpdesk agent or admin too.
+	every actor_type in ["human", "ai_agent", "service"] {
+		third_party_message_reads(actor_type)
+	}
+}
+
+# A helper, not a nested `every`: rego-cpp mis-evaluates an inner `every`
+# that reads the outer one's variables.
+third_party_message_reads(actor_type) if {
+	every rel in ["manager", "owner", "helpdesk_agent", "admin"] {
+		c := f.case({"actor": {"id": "u-900", "type": actor_type, "relationship": rel}})
+		r := f.reason(f.recovery(c), "third_party_recovery")
+		r.message == sprintf("Recovery requested by a requester other than the account holder (relationship to the holder: %v): confirm with the holder through a callback to their contact of record.", [rel])
+	}
 }
 
 test_third_party_recovery_not_for_self if {
