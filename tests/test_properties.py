@@ -521,11 +521,8 @@ def test_bug4_hung_engines_do_not_starve_the_native_fallback(native: NativeEngin
     assert [(d.engine, d.level.value) for d in decisions] == [("native", "deny")] * 6
 
 
-def test_bug5_an_unvalidated_verdict_instance_is_not_trusted(native: NativeEngine) -> None:
-    """BUG-5: the facade trusted any Verdict instance an engine returned, so a
-    custom engine's unvalidated Verdict (model_construct) with a level looser
-    than its reasons was accepted. Only the native engine's verdicts are
-    trusted as built; any other is revalidated, and a failure falls back."""
+def _denied_request_and_a_loose_verdict() -> tuple[Request, Verdict]:
+    """A request native denies, and an unvalidated Verdict claiming self_service for it."""
     req = parse_request({
         "request": {"id": "INC-1", "action": "access_grant", "channel": "phone"},
         "actor": {"id": "u-9", "type": "human", "relationship": "other", "authenticated": True, "auth_strength": "mfa"},
@@ -536,6 +533,15 @@ def test_bug5_an_unvalidated_verdict_instance_is_not_trusted(native: NativeEngin
         level=Level.SELF_SERVICE, allowed=True, requirements=[], obligations=[], playbook="x",
         reasons=[Reason(code="unrelated_requester", level=Level.DENY, message="deny", refs=[])],
     )
+    return req, loose
+
+
+def test_bug5_an_unvalidated_verdict_instance_is_not_trusted(native: NativeEngine) -> None:
+    """BUG-5: the facade trusted any Verdict instance an engine returned, so a
+    custom engine's unvalidated Verdict (model_construct) with a level looser
+    than its reasons was accepted. Only the native engine's verdicts are
+    trusted as built; any other is revalidated, and a failure falls back."""
+    req, loose = _denied_request_and_a_loose_verdict()
     fake = FakeEngine()
     fake.behaviour = lambda r: loose
     decision = HelpdeskPolicy(engine=fake, fallback=["native"]).decide(req)
@@ -556,16 +562,7 @@ def test_shadow_mode_does_not_trust_an_unvalidated_verdict_either(native: Native
     not take part, whether it comes from the primary or from the shadow."""
     from helpdesk_policy.engines.shadow import ShadowEngine
 
-    req = parse_request({
-        "request": {"id": "INC-1", "action": "access_grant", "channel": "phone"},
-        "actor": {"id": "u-9", "type": "human", "relationship": "other", "authenticated": True, "auth_strength": "mfa"},
-        "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
-                   "status": "active"},
-    })
-    loose = Verdict.model_construct(
-        level=Level.SELF_SERVICE, allowed=True, requirements=[], obligations=[], playbook="x",
-        reasons=[Reason(code="unrelated_requester", level=Level.DENY, message="deny", refs=[])],
-    )
+    req, loose = _denied_request_and_a_loose_verdict()
     fake = FakeEngine()
     fake.behaviour = lambda r: loose
     # A bogus primary fails the wrapper: the facade's chain moves on to native.
