@@ -1,10 +1,11 @@
-"""Benchmark the embedded engines: decisions/s, p50/p99 latency, cold start.
+"""Benchmark the embedded engines: decisions/s, p50/p99 latency, cold start, memory.
 
 Run on demand (not a test): ``python benchmarks/bench_engines.py [--seconds 3]``.
 Latency is measured around ``HelpdeskPolicy.decide`` with a plain dict as input,
 so it includes validation, evaluation, decision assembly and digesting.
-Cold start (import + policy compile + first decision) runs in a fresh
-interpreter per engine.
+Cold start (import + policy compile + first decision) and memory (peak RSS
+after import, after loading the engine, and growth over 2,000 more decisions:
+a leak shows there) run in a fresh interpreter per engine.
 """
 
 from __future__ import annotations
@@ -23,14 +24,27 @@ EXAMPLES = sorted(Path(__import__("os").environ.get("BENCH_REQUESTS", ROOT / "ex
 
 COLD = """
 import time, json, sys
+def rss_mb():
+    # Peak resident set of this process image (VmHWM; Linux). Not ru_maxrss,
+    # which keeps the forking parent's peak across exec.
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+base = rss_mb()
 t0 = time.perf_counter()
-from helpdesk_policy import HelpdeskPolicy
+from helpdesk_policy import HelpdeskPolicy, Decision
 t1 = time.perf_counter()
+imported = rss_mb()
 policy = HelpdeskPolicy(engine=sys.argv[1])
 t2 = time.perf_counter()
-policy.decide(json.load(open(sys.argv[2])))
+request = json.load(open(sys.argv[2]))
+policy.decide(request)
 t3 = time.perf_counter()
-print(json.dumps({"import_ms": (t1-t0)*1e3, "load_ms": (t2-t1)*1e3, "first_ms": (t3-t2)*1e3, "total_ms": (t3-t0)*1e3}))
+loaded = rss_mb()
+for _ in range(2000):
+    policy.decide(request)
+print(json.dumps({"import_ms": (t1-t0)*1e3, "load_ms": (t2-t1)*1e3, "first_ms": (t3-t2)*1e3, "total_ms": (t3-t0)*1e3,
+                  "python_mb": base, "import_mb": imported - base, "load_mb": loaded - imported,
+                  "after_2000_mb": rss_mb() - loaded, "total_mb": rss_mb()}))
 """
 
 
@@ -115,6 +129,10 @@ def main() -> None:
             f"p99 {lat['p99_us']:8.1f} us  (n={lat['decisions']:,})  2 threads {two:,.0f}/s  "
             f"cold start {cold['total_ms']} ms (import {cold['import_ms']}, load {cold['load_ms']}, "
             f"first decision {cold['first_ms']})"
+        )
+        print(
+            f"{'':7s} memory (peak RSS) {cold['total_mb']} MB: interpreter {cold['python_mb']}, +{cold['import_mb']} import, "
+            f"+{cold['load_mb']} engine load and first decision, +{cold['after_2000_mb']} over 2,000 more decisions"
         )
         policy.close()
 
