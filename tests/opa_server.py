@@ -8,7 +8,9 @@ It speaks OPA's REST API with OPA's response and error shapes (read from
 a real OPA only in transport:
 
 ============================  ============================================================
-``POST /v1/data/{path}``      ``{"input": …}`` → 200 ``{"decision_id", "result"}``;
+``POST /v1/data/{path}``      ``{"input": …}`` → 200 ``{"decision_id", "result"}``
+                              (``?provenance``: plus ``provenance`` with the loaded
+                              bundle's revision);
                               undefined → 200 ``{"decision_id"}``; no ``input`` key →
                               a ``warning``; bad JSON → 400 ``invalid_parameter``;
                               evaluation error → 500 ``internal_error`` with ``errors``
@@ -69,7 +71,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from opa_bindings import OpaEngine as GoEngine
 from opa_bindings import OpaError, OpaUndefinedError
@@ -298,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _data(self, method: str, path: str, body: bytes, query: str) -> None:
         owner = self.server.owner
         if method in ("POST", "GET"):
-            status, doc = owner._evaluate_http(method, path, body)
+            status, doc = owner._evaluate_http(method, path, body, provenance=_bool_param(query, "provenance"))
             self._send(status, doc if isinstance(doc, bytes) else _go_json(doc))
         elif method == "PUT":
             try:
@@ -617,11 +619,18 @@ class OpaTestServer:
             self._cond.notify()
         engine.close()
 
-    def _evaluate_http(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def _evaluate_http(self, method: str, path: str, body: bytes, *, provenance: bool = False) -> tuple[int, Any]:
         """(status, JSON document) for a data API read: POST with input, or GET."""
         decision_id = str(uuid.uuid4())
         self.last_decision_id = decision_id
         doc: dict[str, Any] = {"decision_id": decision_id}
+        if provenance:
+            # OPA's getProvenance: build info, and each activated bundle's revision.
+            doc["provenance"] = {"version": "test-server", "build_commit": "", "build_timestamp": "",
+                                 "build_hostname": ""}
+            with self._lock:
+                if self.bundle_name is not None:
+                    doc["provenance"]["bundles"] = {self.bundle_name: {"revision": self.bundle_revision or ""}}
         input_value: Any = None
         if method == "POST" and body.strip():
             try:
@@ -836,6 +845,15 @@ def make_tls_material(directory: Path) -> TLSMaterial:
 
 
 # -------------------------------------------------------------------------- helpers
+
+
+def _bool_param(query: str, name: str) -> bool:
+    """OPA's getBoolParam: present without a value, or any value "true" (any case)."""
+    values = parse_qs(query, keep_blank_values=True).get(name)
+    if values is None:
+        return False
+    return values == [""] or any(v.lower() == "true" for v in values)
+
 
 
 @contextlib.contextmanager

@@ -328,6 +328,54 @@ def test_server_serves_a_bundle_built_by_build_bundle(tmp_path: Path, policy_set
             eng.push_policies()
 
 
+async def _aevaluate_and_close(engine: OpaEngine, req: Request) -> Any:
+    try:
+        return await engine.aevaluate(req)
+    finally:
+        await engine.aclose()  # the aiohttp session belongs to this loop
+
+
+def test_a_server_running_another_policy_revision_is_refused(tmp_path: Path, policy_set: PolicySet) -> None:
+    """A decision must carry the revision of the policy that made it: an OPA
+    whose bundle is another revision is refused, and the chain falls back."""
+    from helpdesk_policy.bundle import build_bundle
+    from helpdesk_policy.errors import PolicyRevisionMismatchError
+
+    other = PolicySet.load(config={"callback_tier": policy_set.config.callback_tier + 1})
+    assert other.revision != policy_set.revision
+    info = build_bundle(other, tmp_path / "other.tar.gz")
+    with OpaTestServer(bundle=info.path) as srv:
+        req = parse_request(EXAMPLES[0])
+        with OpaEngine(policy_set, url=srv.url, deadline=2.0) as eng:
+            with pytest.raises(PolicyRevisionMismatchError, match=other.revision[:19]):
+                eng.evaluate(req)
+            with pytest.raises(PolicyRevisionMismatchError):
+                asyncio.run(_aevaluate_and_close(eng, req))
+            assert srv.decisions == 2  # refused after the answer, and not retried
+        # Opting out: the server's decision is taken as is.
+        with OpaEngine(policy_set, url=srv.url, check_revision=False) as eng:
+            assert eng.evaluate(req)["level"]
+        # Through the facade: the local engine decides, degraded, with the local revision.
+        opts = {"opa": {"url": srv.url}}
+        with HelpdeskPolicy(engine="opa", fallback=["rego"], engine_options=opts) as policy:
+            decision = policy.decide(req)
+        assert (decision.engine, decision.degraded) == ("rego", True)
+        assert decision.policy_revision == policy_set.revision
+
+
+def test_provenance_of_the_same_revision_or_without_bundles_is_accepted(tmp_path: Path, policy_set: PolicySet) -> None:
+    from helpdesk_policy.bundle import build_bundle
+
+    info = build_bundle(policy_set, tmp_path / "same.tar.gz")
+    req = parse_request(EXAMPLES[0])
+    with OpaTestServer(bundle=info.path) as srv, OpaEngine(policy_set, url=srv.url) as eng:
+        assert eng.evaluate(req)["level"]
+        assert asyncio.run(_aevaluate_and_close(eng, req))["level"]
+    with OpaTestServer(policy_set) as srv, OpaEngine(policy_set, url=srv.url) as eng:  # pushed, no bundle
+        assert srv.bundle_revision is None
+        assert eng.evaluate(req)["level"]
+
+
 # ------------------------------------------------------------------------- chains
 
 

@@ -14,6 +14,7 @@
         ├── EngineUnavailableError   cannot load (missing extra, server down, breaker open)
         │   └── CircuitOpenError         the breaker refused the call without attempting it
         ├── OpaHTTPError             OPA answered with an HTTP error status
+        ├── PolicyRevisionMismatchError  the server runs another policy revision
         ├── EngineTimeoutError       no answer within the deadline
         ├── UndefinedDecisionError   the policy produced no decision (Rego "undefined")
         └── MalformedDecisionError   the engine answered something that is not a decision
@@ -42,6 +43,7 @@ __all__ = [
     "MalformedDecisionError",
     "CircuitOpenError",
     "OpaHTTPError",
+    "PolicyRevisionMismatchError",
     "BundleError",
     "BundleVerificationError",
     "SuiteError",
@@ -126,6 +128,17 @@ class EngineUnavailableError(EngineError):
 
 class EngineTimeoutError(EngineError):
     """The engine did not answer within its deadline."""
+
+
+class PolicyRevisionMismatchError(EngineError):
+    """The engine decided with a different policy than the one configured.
+
+    An OPA server whose bundle revision is not the local policy revision
+    would put a revision on the decision that did not make it. Not retried;
+    the facade's chain moves on to an engine that runs the configured policy.
+    """
+
+    retryable = False
 
 
 class UndefinedDecisionError(EngineError):

@@ -71,7 +71,7 @@ import ssl
 import threading
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 # Imported at module level on purpose: the engine registry imports this module
 # only when the "opa" engine is asked for, and an ImportError here becomes an
@@ -91,6 +91,7 @@ from ..errors import (
     EngineUnavailableError,
     MalformedDecisionError,
     OpaHTTPError,
+    PolicyRevisionMismatchError,
     PolicyLoadError,
     UndefinedDecisionError,
 )
@@ -138,7 +139,9 @@ class _Adapter(HTTPAdapter):
 class _SyncClient(OpaClient):
     """``OpaClient`` with a per-thread timeout, no own retries and a larger pool."""
 
-    def __init__(self, *args: Any, verify: bool | str = True, pool_size: int = 32, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, verify: bool | str = True, pool_size: int = 32,
+                 query_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self.query_params = query_params
         self._local = threading.local()
         self._pool_size = pool_size
         self._verify = verify
@@ -167,7 +170,7 @@ class _SyncClient(OpaClient):
     def query(self, document: dict[str, Any], path: str, timeout: float) -> Any:
         self._local.timeout = timeout
         try:
-            return self.query_rule(document, path)
+            return self.query_rule(document, path, query_params=self.query_params)
         finally:
             del self._local.timeout
 
@@ -182,8 +185,10 @@ class _HTTPStatus(Exception):
 class _AsyncClient(AsyncOpaClient):
     """``AsyncOpaClient`` with our TLS context, no session timeout, and error bodies kept."""
 
-    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | bool | None, pool_size: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | bool | None, pool_size: int,
+                 query_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.query_params = query_params
         self._ssl_context = ssl_context
         self._pool_size = pool_size
 
@@ -207,6 +212,9 @@ class _AsyncClient(AsyncOpaClient):
         if rule_name:
             path = f"{path}/{rule_name}"
         url = f"{self.root_url}/data/{path}"
+        params = query_params or self.query_params
+        if params:
+            url = f"{url}?{urlencode(params)}"
         async with self._request("POST", url, json={"input": input_data}) as response:
             body = await response.read()
             if response.status >= 400:
@@ -261,6 +269,13 @@ class OpaEngine:
             between engines that call the same server (overrides the two above).
         headers: extra HTTP headers.
         pool_size: keep-alive connections kept per client.
+        check_revision: ask OPA for the provenance of each decision and refuse
+            (:class:`~helpdesk_policy.errors.PolicyRevisionMismatchError`, so
+            the chain falls back) a decision made by a bundle whose revision
+            is not this policy set's revision: a decision must not carry the
+            revision of a policy that did not make it. A server without
+            bundles (policies pushed through the API) reports no revision and
+            is accepted.
     """
 
     name = "opa"
@@ -286,6 +301,7 @@ class OpaEngine:
         breaker: CircuitBreaker | None = None,
         headers: Mapping[str, str] | None = None,
         pool_size: int = 32,
+        check_revision: bool = True,
     ) -> None:
         if deadline <= 0:
             raise ValueError(f"opa: deadline must be positive, got {deadline!r}")
@@ -315,6 +331,8 @@ class OpaEngine:
             log.warning("opa: TLS certificate verification is OFF for %s", self.url)
         self._ssl_context = _ssl_context(ca_file, verify, client_cert, client_key) if tls else None
         self._pool_size = pool_size
+        self.check_revision = check_revision
+        self._query_params = {"provenance": "true"} if check_revision else None
         self._lock = threading.Lock()
         self._sync: _SyncClient | None = None
         self._async: dict[asyncio.AbstractEventLoop, _AsyncClient] = {}
@@ -408,11 +426,38 @@ class OpaEngine:
                 for e in exc.errors(include_input=False, include_url=False)
             )
             raise MalformedDecisionError(f"result is not a valid decision: {problems[:_MAX_MESSAGE]}", engine=self.name) from None
+        if self.check_revision:
+            self._check_revision(body.get("provenance"))
         decision_id = body.get("decision_id")
         if isinstance(decision_id, str) and decision_id:
             # The facade uses OPA's decision id, so our decision log and OPA's correlate.
             return {**result, "decision_id": decision_id}
         return result
+
+    def _check_revision(self, provenance: Any) -> None:
+        """Refuse a decision made by a bundle of another policy revision.
+
+        OPA's provenance lists ``bundles: {name: {revision}}`` (or, for the
+        legacy single-bundle configuration, a top-level ``revision``); the
+        decision is accepted when one of them is this policy set's revision,
+        or when the server has no bundle to report.
+        """
+        if not isinstance(provenance, dict):
+            return
+        bundles = provenance.get("bundles")
+        entries = list(bundles.values()) if isinstance(bundles, dict) else []
+        if "revision" in provenance:
+            entries.append(provenance)
+        if not entries:
+            return
+        revisions = sorted({str(b.get("revision")) for b in entries if isinstance(b, dict)})
+        if self.policy_set.revision in revisions:
+            return
+        raise PolicyRevisionMismatchError(
+            f"{self.url} runs bundle revision(s) {', '.join(r[:19] for r in revisions) or '(none)'}, "
+            f"not the configured policy revision {self.policy_set.revision[:19]}",
+            engine=self.name,
+        )
 
     def _http_error(self, status: int, body: bytes) -> OpaHTTPError:
         code = message = None
@@ -443,7 +488,8 @@ class OpaEngine:
         if client is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = _SyncClient(verify=self._verify, pool_size=self._pool_size, **self._client_args)
+                    self._sync = _SyncClient(verify=self._verify, pool_size=self._pool_size, query_params=self._query_params,
+                                             **self._client_args)
                 client = self._sync
         return client
 
@@ -459,7 +505,8 @@ class OpaEngine:
                 self._async.pop(old).close_now()
             client = self._async.get(loop)
             if client is None:
-                client = _AsyncClient(ssl_context=self._ssl_context, pool_size=self._pool_size, **self._client_args)
+                client = _AsyncClient(ssl_context=self._ssl_context, pool_size=self._pool_size,
+                                      query_params=self._query_params, **self._client_args)
                 client.open_session()
                 self._async[loop] = client
         return client
