@@ -1,7 +1,8 @@
 """The README's examples are executed, so the documentation cannot drift from the code.
 
 * the Python block under "Deciding a request" runs, and each ``expr  # value``
-  line's comment is the repr of ``expr``;
+  line's comment is the repr of ``expr``; the invalid-input example raises
+  exactly the error shown;
 * the expectation-suite YAML under "CI for policy changes" is a valid suite
   whose cases pass against the stock policy;
 * the JSON under "A decision" is what ``helpdesk-policy decide`` prints for
@@ -48,6 +49,18 @@ def test_the_python_example_runs_and_its_comments_are_true() -> None:
     for expr, shown in checks:
         assert repr(eval(expr, namespace)) == shown, expr  # noqa: S307
     namespace["policy"].close()
+
+
+def test_the_invalid_input_example_shows_the_real_error() -> None:
+    from helpdesk_policy import InvalidRequestError
+
+    section = _section("Deciding a request")
+    code = _blocks(section, "python")[1]
+    (shown,) = _blocks(section, "text")
+    policy = HelpdeskPolicy(engine="native")
+    with pytest.raises(InvalidRequestError) as info:
+        exec(compile(code, "README.md", "exec"), {"policy": policy})  # noqa: S102 - our own README
+    assert f"{type(info.value).__module__}.{type(info.value).__name__}: {info.value}" == shown.rstrip("\n")
 
 
 def test_the_suite_example_is_a_passing_suite(tmp_path: Path) -> None:
