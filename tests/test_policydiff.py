@@ -156,20 +156,60 @@ def test_tightening_is_reported_as_stricter_and_passes(tmp_path: Path, cases: li
     assert doc["loosening"] is False and doc["exit_code"] == 0
 
 
-def test_config_change_in_head_is_an_obligation_change(tmp_path: Path, base_decisions: dict[str, Any],
-                                                       cases: list[Any]) -> None:
-    # Each version reads its own config.yaml.
+@pytest.mark.parametrize(("hours", "expected"), [(48, Change.LOOSER), (12, Change.STRICTER)])
+def test_a_config_deadline_change_is_judged_by_its_direction(tmp_path: Path, base_decisions: dict[str, Any],
+                                                             cases: list[Any], hours: int, expected: Change) -> None:
+    # Each version reads its own config.yaml. A longer window to revoke the
+    # previous credential is a loosening even though no level changes.
     head = copy_stock(tmp_path / "head")
     cfg = yaml.safe_load((head / "config.yaml").read_text(encoding="utf-8"))
-    cfg["revoke_previous_within_hours"] = 48
+    assert cfg["revoke_previous_within_hours"] not in (hours,)
+    cfg["revoke_previous_within_hours"] = hours
     (head / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
     affected = {n for n, d in base_decisions.items()
                 if "revoke_previous_credential" in {o.code for o in d.obligations}}
     assert affected
-    assert {d.case.name for d in report.of(Change.OBLIGATIONS)} == affected
-    assert all(d.obligations_changed == ("revoke_previous_credential",) for d in report.of(Change.OBLIGATIONS))
+    assert {d.case.name for d in report.of(expected)} == affected
+    assert all(d.obligations_changed == ("revoke_previous_credential",) for d in report.of(expected))
     assert report.counts()["unchanged"] == len(cases) - len(affected)
+    assert report.has_loosening is (expected is Change.LOOSER)
+
+
+def test_dropping_an_obligation_is_a_loosening(tmp_path: Path, base_decisions: dict[str, Any],
+                                               cases: list[Any]) -> None:
+    head = copy_stock(tmp_path / "head")
+    rego = head / "helpdesk" / "obligations.rego"
+    text = rego.read_text(encoding="utf-8")
+    rule = 'obligations contains {"code": "terminate_sessions"} if {'
+    assert rule in text
+    rego.write_text(text.replace(rule, rule + "\n\tfalse"), encoding="utf-8")
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
+    affected = {n for n, d in base_decisions.items() if "terminate_sessions" in {o.code for o in d.obligations}}
+    assert affected
+    assert {d.case.name for d in report.of(Change.LOOSER)} == affected
+    assert all(d.obligations_removed == ("terminate_sessions",) for d in report.of(Change.LOOSER))
+    assert report.has_loosening and report.exit_code == 1
+    # The reviewer sees why a decision at the same level is looser.
+    markdown = report.to_markdown()
+    assert "| obligation changes |" in markdown and "-`terminate_sessions`" in markdown
+
+
+@pytest.mark.parametrize(("base", "head", "strength"), [
+    ({"within_hours": 24}, {"within_hours": 48}, -1),
+    ({"within_hours": 24}, {"within_hours": 4}, 1),
+    ({"fields": ["a", "b"]}, {"fields": ["a"]}, -1),
+    ({"fields": ["a"]}, {"fields": ["a", "b"]}, 1),
+    ({"fields": ["a"]}, {"fields": ["b"]}, 0),  # one lost, one gained: for the reviewer
+    ({"fields": ["a"], "within_hours": 4}, {"fields": ["a", "b"], "within_hours": 8}, 0),
+    ({"mode": "x"}, {"mode": "y"}, 0),  # direction unknown
+    ({"within_hours": 4, "mode": "x"}, {"within_hours": 8, "mode": "y"}, -1),  # weaker wins
+    ({"within_hours": 4, "mode": "x"}, {"within_hours": 2, "mode": "y"}, 0),  # not clearly stronger
+])
+def test_obligation_strength(base: dict[str, Any], head: dict[str, Any], strength: int) -> None:
+    from helpdesk_policy.policydiff import _obligation_strength
+
+    assert _obligation_strength({"code": "o", **base}, {"code": "o", **head}) == strength
 
 
 # ------------------------------------------------------------- the command

@@ -7,12 +7,18 @@ same cases under a *base* and a *head* policy set (each with its own
 
 ===================  ==========================================================
 ``looser``           the head's level is lower on the ladder (a ``deny`` that
-                     became allowed is the extreme case)
-``stricter``         the head's level is higher
+                     became allowed is the extreme case); or, at the same
+                     level, an obligation was dropped or weakened (a
+                     ``within_hours`` deadline lengthened, a list parameter
+                     such as the evidence ``fields`` lost an item): "revoke
+                     the old key" silently disappearing is a loosening too
+``stricter``         the head's level is higher; or, at the same level and
+                     reasons, obligations were only added or strengthened
 ``reasons``          same level, but reason codes were added or removed, or a
                      reason now demands a different level (a loosening hidden
                      behind another reason shows up here)
-``obligations``      same level and reasons, different obligations
+``obligations``      same level and reasons, obligation parameters changed in
+                     a way that is neither clearly weaker nor stronger
 ``unchanged``        same level, reasons (code and level) and obligations
 ``error``            a version could not decide the case (e.g. the head's Rego
                      is undefined for it)
@@ -546,17 +552,52 @@ def compare(case: DiffCase, base: Outcome, head: Outcome) -> CaseDiff:
     o_added = tuple(sorted(set(h_obl) - set(b_obl)))
     o_removed = tuple(sorted(set(b_obl) - set(h_obl)))
     o_changed = tuple(sorted(c for c in set(b_obl) & set(h_obl) if b_obl[c] != h_obl[c]))
+    strengths = [_obligation_strength(json.loads(b_obl[c]), json.loads(h_obl[c])) for c in o_changed]
+    weakened = bool(o_removed) or any(s < 0 for s in strengths)
+    strengthened = bool(o_added) or any(s > 0 for s in strengths)
     if head.level.rank < base.level.rank:
         change = Change.LOOSER
     elif head.level.rank > base.level.rank:
         change = Change.STRICTER
+    elif weakened:
+        change = Change.LOOSER
     elif added or removed or relevelled:
         change = Change.REASONS
-    elif o_added or o_removed or o_changed:
+    elif strengthened and all(s > 0 for s in strengths):
+        change = Change.STRICTER
+    elif o_added or o_changed:
         change = Change.OBLIGATIONS
     else:
         change = Change.UNCHANGED
     return CaseDiff(case, base, head, change, added, removed, relevelled, o_added, o_removed, o_changed)
+
+
+def _obligation_strength(base: Mapping[str, Any], head: Mapping[str, Any]) -> int:
+    """-1 if the head's obligation (same code) demands less, +1 if more, 0 if neither is clear.
+
+    Only parameters whose direction is known are judged: a ``within_hours``
+    deadline (longer is weaker) and list parameters such as the evidence
+    ``fields`` (an item lost is weaker). A change in both directions, or in
+    any other parameter, is 0: reported, left to the reviewer.
+    """
+    weaker = stronger = unknown = False
+    for key in (set(base) | set(head)) - {"code"}:
+        b, h = base.get(key), head.get(key)
+        if b == h:
+            continue
+        if key == "within_hours" and isinstance(b, (int, float)) and isinstance(h, (int, float)):
+            weaker |= h > b
+            stronger |= h < b
+        elif isinstance(b, list) and isinstance(h, list):
+            weaker |= any(x not in h for x in b)
+            stronger |= any(x not in b for x in h)
+        else:
+            unknown = True
+    if weaker and not stronger:
+        return -1
+    if stronger and not weaker and not unknown:
+        return 1
+    return 0
 
 
 class _Evaluator:
@@ -789,11 +830,15 @@ def _levels(d: CaseDiff) -> str:
     return f"{_code(b)} → {_code(h)}" if b != h else _code(b)
 
 
-def _example_table(diffs: Sequence[CaseDiff], max_examples: int, *, obligations: bool = False) -> list[str]:
+def _example_table(diffs: Sequence[CaseDiff], max_examples: int) -> list[str]:
+    # The obligations column appears when a shown case changed obligations
+    # (a dropped obligation alone can make a decision looser).
+    shown = diffs[:max_examples]
+    obligations = any(d.obligations_added or d.obligations_removed or d.obligations_changed for d in shown)
     header = "| case | request | base → head | reason changes |" + (" obligation changes |" if obligations else "")
     sep = "|---|---|---|---|" + ("---|" if obligations else "")
     lines = [header, sep]
-    for d in diffs[:max_examples]:
+    for d in shown:
         row = f"| {_md(d.case.name)} | {_md(summarise_request(d.case.request))} | {_levels(d)} | {_reason_changes(d)} |"
         if obligations:
             row += f" {_obligation_changes(d)} |"
@@ -852,12 +897,12 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
             out.append(f"| {_code(g['action'])} | {_code(g['target_type'])} | {g['total']} | {g['looser']} | "
                        f"{g['stricter']} | {g['reasons']} | {g['obligations']} |")
 
-    for ch, obligations in ((Change.STRICTER, False), (Change.REASONS, False), (Change.OBLIGATIONS, True)):
+    for ch in (Change.STRICTER, Change.REASONS, Change.OBLIGATIONS):
         diffs = report.of(ch)
         if not diffs:
             continue
         out += ["", f"<details><summary>{_CHANGE_TITLES[ch].capitalize()}: {len(diffs)}</summary>", ""]
-        out += _example_table(diffs, max_examples, obligations=obligations)
+        out += _example_table(diffs, max_examples)
         out += ["", "</details>"]
     if counts["unchanged"] == counts["total"]:
         out += ["", "No decision changed."]
