@@ -4,10 +4,9 @@ package helpdesk.access
 import rego.v1
 
 import data.helpdesk.common
+import data.helpdesk.refs as r
 
 cfg := common.cfg
-
-r := common.refs
 
 reasons contains {
 	"code": "privileged_target",

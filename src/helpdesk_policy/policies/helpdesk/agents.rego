@@ -5,10 +5,9 @@ package helpdesk.agents
 import rego.v1
 
 import data.helpdesk.common
+import data.helpdesk.refs as r
 
 cfg := common.cfg
-
-r := common.refs
 
 is_agent if input.actor.type == "ai_agent"
 

@@ -5,10 +5,9 @@ package helpdesk.baseline
 import rego.v1
 
 import data.helpdesk.common
+import data.helpdesk.refs as r
 
 cfg := common.cfg
-
-r := common.refs
 
 baseline_refs := [r.aa05, r.ac1] if common.is_access else := [r.aa01, r.ac1]
 

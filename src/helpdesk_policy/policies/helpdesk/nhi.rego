@@ -5,10 +5,9 @@ package helpdesk.nhi
 import rego.v1
 
 import data.helpdesk.common
+import data.helpdesk.refs as r
 
 cfg := common.cfg
-
-r := common.refs
 
 reasons contains {
 	"code": "nhi_requester_not_owner",

@@ -4,10 +4,9 @@ package helpdesk.recovery
 import rego.v1
 
 import data.helpdesk.common
+import data.helpdesk.refs as r
 
 cfg := common.cfg
-
-r := common.refs
 
 reasons contains {
 	"code": "remote_channel_recovery",

@@ -6,10 +6,11 @@ import rego.v1
 
 import data.helpdesk.common
 import data.helpdesk.levels
+import data.helpdesk.refs as r
 
 cfg := common.cfg
 
-refs := [common.refs.aa03, common.refs.aa23]
+refs := [r.aa03, r.aa23]
 
 signals := input.context.risk_signals
 
@@ -53,7 +54,7 @@ reasons contains {
 		"%v failed verification attempt(s) in the last 24 hours (%v or more go to callback).",
 		[input.context.failed_verifications_24h, cfg.failed_verifications_callback],
 	),
-	"refs": [common.refs.aa23, common.refs.sp63b],
+	"refs": [r.aa23, r.sp63b],
 } if {
 	common.guarded
 	input.context.failed_verifications_24h > 0
