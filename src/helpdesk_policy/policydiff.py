@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from .digest import redact
 from .errors import DiffError, FieldError, HelpdeskPolicyError, InvalidRequestError, PolicyLoadError
@@ -613,13 +612,10 @@ class _Evaluator:
         self.engine = load_engine("rego", policy_set)
 
     def __call__(self, request: Request) -> Outcome:
+        from .facade import checked_verdict
+
         try:
-            raw = self.engine.evaluate(request)
-            verdict = raw if isinstance(raw, Verdict) else Verdict.model_validate(dict(raw))
-        except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                               for e in exc.errors(include_input=False, include_url=False))
-            return Outcome(None, error=f"malformed decision: {detail}")
+            verdict = checked_verdict(self.engine, self.engine.evaluate(request))
         except HelpdeskPolicyError as exc:
             return Outcome(None, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - an engine bug is this case's error, not the diff's crash

@@ -98,6 +98,17 @@ def _verdict_summary(verdict: Any) -> dict[str, Any]:
     }
 
 
+def _decide(engine: Any, req: Request) -> tuple[Any, dict[str, Any]]:
+    """(verdict, summary), or (None, the error) when the engine cannot decide."""
+    from .facade import checked_verdict
+
+    try:
+        verdict = checked_verdict(engine, engine.evaluate(req))
+    except Exception as exc:  # noqa: BLE001 - an engine's failure is this case's mismatch
+        return None, {"error": f"{type(exc).__name__}: {exc}"}
+    return verdict, _verdict_summary(verdict)
+
+
 def check_parity(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *, seed: int = 0,
                  generated: int = 0) -> ParityResult:
     """Decide every case with the rego and the native engine and compare what SPEC §5.3 binds.
@@ -105,7 +116,6 @@ def check_parity(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *,
     An engine error on a case is a mismatch (the other engine decided it).
     """
     from .engines import load_engine
-    from .models import Verdict
 
     start = time.perf_counter()
     rego = load_engine("rego", policy_set)
@@ -113,18 +123,8 @@ def check_parity(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *,
     mismatches: list[ParityMismatch] = []
     try:
         for name, req in cases:
-            try:
-                raw = rego.evaluate(req)
-                r = raw if isinstance(raw, Verdict) else Verdict.model_validate(dict(raw))
-                r_doc: dict[str, Any] = _verdict_summary(r)
-            except Exception as exc:
-                r, r_doc = None, {"error": f"{type(exc).__name__}: {exc}"}
-            try:
-                n_raw = native.evaluate(req)
-                n = n_raw if isinstance(n_raw, Verdict) else Verdict.model_validate(dict(n_raw))
-                n_doc: dict[str, Any] = _verdict_summary(n)
-            except Exception as exc:
-                n, n_doc = None, {"error": f"{type(exc).__name__}: {exc}"}
+            r, r_doc = _decide(rego, req)
+            n, n_doc = _decide(native, req)
             if r is None or n is None or r.parity_key() != n.parity_key():
                 mismatches.append(ParityMismatch(name, r_doc, n_doc))
     finally:
