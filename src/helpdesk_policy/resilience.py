@@ -373,7 +373,7 @@ def call(
     permit = breaker.acquire() if breaker is not None else None
     attempts = 1 if permit is not None and permit.probe else retry.retries + 1
     n = 0
-    try:
+    with _Reporting(breaker, permit, counts_as_failure):
         while True:
             budget = _attempt_budget(dl, retry)
             if budget <= 0:
@@ -387,17 +387,7 @@ def call(
                 sleep(wait)
                 n += 1
                 continue
-            if permit is not None:
-                breaker.success(permit)  # type: ignore[union-attr]
             return result
-    except Exception as exc:
-        if permit is not None:
-            (breaker.failure if counts_as_failure(exc) else breaker.success)(permit)  # type: ignore[union-attr]
-        raise
-    except BaseException:
-        if permit is not None:
-            breaker.abandon(permit)  # type: ignore[union-attr]
-        raise
 
 
 async def acall(
@@ -418,7 +408,7 @@ async def acall(
     permit = breaker.acquire() if breaker is not None else None
     attempts = 1 if permit is not None and permit.probe else retry.retries + 1
     n = 0
-    try:
+    with _Reporting(breaker, permit, counts_as_failure):
         while True:
             budget = _attempt_budget(dl, retry)
             if budget <= 0:
@@ -435,17 +425,30 @@ async def acall(
                 await asyncio.sleep(wait)
                 n += 1
                 continue
-            if permit is not None:
-                breaker.success(permit)  # type: ignore[union-attr]
             return result
-    except Exception as exc:
-        if permit is not None:
-            (breaker.failure if counts_as_failure(exc) else breaker.success)(permit)  # type: ignore[union-attr]
-        raise
-    except BaseException:
-        if permit is not None:
-            breaker.abandon(permit)  # type: ignore[union-attr]
-        raise
+
+
+class _Reporting:
+    """Tells the breaker how a call ended: success, failure (as
+    ``counts_as_failure`` judges the exception), or abandoned (cancelled,
+    interrupted: no verdict on the server's health)."""
+
+    def __init__(self, breaker: CircuitBreaker | None, permit: Permit | None,
+                 counts_as_failure: Callable[[BaseException], bool]) -> None:
+        self.breaker, self.permit, self.counts_as_failure = breaker, permit, counts_as_failure
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self.breaker is None or self.permit is None:
+            return
+        if exc is None or (isinstance(exc, Exception) and not self.counts_as_failure(exc)):
+            self.breaker.success(self.permit)
+        elif isinstance(exc, Exception):
+            self.breaker.failure(self.permit)
+        else:
+            self.breaker.abandon(self.permit)
 
 
 def _timeout(seconds: float) -> EngineError:
