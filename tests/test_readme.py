@@ -115,3 +115,16 @@ def test_every_command_in_the_readme_exists(argv: list[str]) -> None:
     for arg in argv:
         if arg.startswith("-") and arg != "-":
             assert arg.split("=")[0] in options, f"{command.name} has no option {arg}"
+
+
+def test_the_opa_options_shown_are_real() -> None:
+    import inspect
+
+    pytest.importorskip("opa_client", reason="the opa engine needs the 'opa' extra")
+    from helpdesk_policy.engines.opa import OpaEngine
+
+    (code,) = _blocks(_section("Running with an OPA server"), "python")
+    options = re.search(r'"opa": \{(.*?)\}\}', code, re.S)
+    assert options, "the section shows the engine options"
+    shown = set(re.findall(r'"(\w+)":', options.group(1)))
+    assert shown and shown <= set(inspect.signature(OpaEngine).parameters), shown
