@@ -342,3 +342,13 @@ def test_cli_build_and_verify(tmp_path: Path, rsa_keys: dict[str, Path], policy_
 
     result = runner.invoke(bundle, ["verify", str(tmp_path / "missing.tar.gz")])
     assert result.exit_code == 2 and "cannot read bundle" in result.output
+
+
+def test_cli_errors_are_reported_like_every_other_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from helpdesk_policy.cli import main
+
+    result = CliRunner().invoke(main, ["bundle", "verify", str(tmp_path / "missing.tar.gz")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")

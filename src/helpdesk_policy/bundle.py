@@ -54,6 +54,7 @@ from typing import Any, Literal
 
 import click
 
+from .cli_errors import CliError
 from .config import PolicyConfig
 from .errors import BundleError, BundleVerificationError, HelpdeskPolicyError, InvalidConfigError
 from .policies import PolicySet
@@ -719,12 +720,6 @@ EXIT_INVALID = 2
 EXIT_MISSING_EXTRA = 3
 
 
-class _CliError(click.ClickException):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def _cli_key(value: str | None, *, hmac: bool) -> bytes | None:
     """A key option: the path of a file holding the key, else the value itself.
 
@@ -741,12 +736,12 @@ def _cli_key(value: str | None, *, hmac: bool) -> bytes | None:
     return value.encode("utf-8")
 
 
-def _fail(exc: HelpdeskPolicyError) -> _CliError:
+def _fail(exc: HelpdeskPolicyError) -> CliError:
     if isinstance(exc, BundleVerificationError):
-        return _CliError(f"bundle verification failed: {exc}", EXIT_UNVERIFIED)
+        return CliError(f"bundle verification failed: {exc}", EXIT_UNVERIFIED)
     if "pip install" in str(exc):
-        return _CliError(str(exc), EXIT_MISSING_EXTRA)
-    return _CliError(str(exc), EXIT_INVALID)
+        return CliError(str(exc), EXIT_MISSING_EXTRA)
+    return CliError(str(exc), EXIT_INVALID)
 
 
 @click.group("bundle")

@@ -32,11 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
 from . import __version__
+from .cli_errors import CliError
 from .errors import (
     EngineUnavailableError,
     FieldError,
@@ -55,18 +56,6 @@ EXIT_INVALID = 2
 EXIT_ENGINE = 3
 
 ENGINE_CHOICES = ("auto", "rego", "native", "opa")
-
-
-class CliError(click.ClickException):
-    """An error the CLI reports on stderr with a specific exit code."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        # ClickException declares exit_code on the class; each of ours carries its own.
-        self.exit_code = exit_code  # type: ignore[misc]
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 @dataclass(frozen=True)

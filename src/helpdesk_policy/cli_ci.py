@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
+
+from .cli_errors import CliError
 
 if TYPE_CHECKING:
     from .policies import PolicySet
@@ -39,18 +41,6 @@ REGO_TEST_EVALUATORS = ("regopy", "opa-go")
 
 #: ``diff`` without ``--cases`` or ``--generate`` compares this many generated requests.
 DEFAULT_DIFF_GENERATE = 500
-
-
-class _CommandError(click.ClickException):
-    """Reported on stderr as ``error: …`` with its own exit code."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        # ClickException declares exit_code on the class; each of ours carries its own.
-        self.exit_code = exit_code  # type: ignore[misc]
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 @click.command("test")
@@ -85,9 +75,9 @@ def test_command(policy_dir: Path | None, config_file: Path | None, suites: tupl
                                   evaluator=evaluator, rego_tests="rego-tests" not in skip,
                                   run_suites="suites" not in skip, parity="parity" not in skip)
     except (InvalidConfigError, PolicyLoadError) as exc:
-        raise _CommandError(str(exc), EXIT_USAGE) from None
+        raise CliError(str(exc), EXIT_USAGE) from None
     except EngineUnavailableError as exc:
-        raise _CommandError(str(exc), EXIT_ENGINE) from None
+        raise CliError(str(exc), EXIT_ENGINE) from None
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -126,7 +116,7 @@ def diff_command(base: str, head: str, cases: tuple[Path, ...], generate: int | 
     if generate is None:
         generate = 0 if cases else DEFAULT_DIFF_GENERATE
     if generate == 0 and not cases:
-        raise _CommandError("nothing to compare: give --cases and/or --generate N (N > 0)", EXIT_USAGE)
+        raise CliError("nothing to compare: give --cases and/or --generate N (N > 0)", EXIT_USAGE)
     try:
         file_cases = load_cases(cases)
         sources = [str(p) for p in cases]  # as the user spelled them
@@ -144,11 +134,11 @@ def diff_command(base: str, head: str, cases: tuple[Path, ...], generate: int | 
                 allow_loosening=allow_loosening,
             )
     except (DiffError, InvalidConfigError, PolicyLoadError) as exc:
-        raise _CommandError(str(exc), EXIT_USAGE) from None
+        raise CliError(str(exc), EXIT_USAGE) from None
     except EngineUnavailableError as exc:
-        raise _CommandError(str(exc), EXIT_ENGINE) from None
+        raise CliError(str(exc), EXIT_ENGINE) from None
     except HelpdeskPolicyError as exc:  # pragma: no cover - every known subclass is handled above
-        raise _CommandError(str(exc), EXIT_USAGE) from None
+        raise CliError(str(exc), EXIT_USAGE) from None
     if fmt == "json":
         click.echo(report.to_json())
     else:
