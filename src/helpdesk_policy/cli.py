@@ -24,6 +24,7 @@ with ``main.add_command(command)``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -84,47 +85,40 @@ class EngineSettings:
     opa_token: str | None = None
 
 
-def _settings(kwargs: dict[str, Any]) -> EngineSettings:
-    names = ("engine", "fallback", "config_file", "policy_dir", "opa_url", "opa_token")
-    return EngineSettings(**{n: kwargs.pop(n) for n in names})
-
-
 def engine_options(fn: F) -> F:
     """Options shared by the commands that decide, gathered into one ``settings: EngineSettings``."""
 
-    command = fn
-
-    @functools.wraps(command)
+    @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["settings"] = _settings(kwargs)
-        return command(*args, **kwargs)
+        kwargs["settings"] = EngineSettings(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(EngineSettings)})
+        return fn(*args, **kwargs)
 
-    fn = wrapper  # type: ignore[assignment]
-    fn = click.option(
+    decorated: Any = wrapper
+    decorated = click.option(
         "--opa-token", envvar="HELPDESK_POLICY_OPA_TOKEN", default=None,
         help="Bearer token for the OPA server (also $HELPDESK_POLICY_OPA_TOKEN).",
-    )(fn)
-    fn = click.option(
+    )(decorated)
+    decorated = click.option(
         "--opa-url", envvar="HELPDESK_POLICY_OPA_URL", default=None,
         help="OPA server for --engine opa, e.g. http://localhost:8181 (also $HELPDESK_POLICY_OPA_URL).",
-    )(fn)
-    fn = click.option(
+    )(decorated)
+    decorated = click.option(
         "--fallback", multiple=True, type=click.Choice([c for c in ENGINE_CHOICES if c != "auto"]),
         help="Engine to try when the previous one fails (repeatable), e.g. --engine opa --fallback rego.",
-    )(fn)
-    fn = click.option(
+    )(decorated)
+    decorated = click.option(
         "--policy-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
         help="Directory of Rego policies (default: the stock policies shipped with the package).",
-    )(fn)
-    fn = click.option(
+    )(decorated)
+    decorated = click.option(
         "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
         help="YAML/JSON policy config; its keys are merged over the stock config.yaml.",
-    )(fn)
-    fn = click.option(
+    )(decorated)
+    decorated = click.option(
         "--engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
         help="Policy engine; auto = embedded Rego with the native engine as fallback.",
-    )(fn)
-    return fn
+    )(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
 def _read_source(src: str) -> Any:
