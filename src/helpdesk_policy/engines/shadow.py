@@ -41,9 +41,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-
 from ..digest import input_digest
 from ..errors import MalformedDecisionError
+from ..facade import checked_verdict
 from ..models import Request, Verdict
 from ..policies import PolicySet
 from .base import Engine, RawDecision
@@ -170,8 +170,6 @@ def _verdict(engine: Engine, raw: Any) -> Verdict:
     # The facade's own check: the stricter-of-two choice is only as good as
     # the verdicts it compares (a custom engine's unvalidated Verdict could
     # claim a level its reasons do not support).
-    from ..facade import checked_verdict
-
     if isinstance(raw, Mapping):
         raw = {k: v for k, v in raw.items() if k != "decision_id"}
     return checked_verdict(engine, raw)
