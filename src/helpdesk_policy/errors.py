@@ -8,6 +8,7 @@
     ├── PolicyLoadError          policy files missing or do not compile
     │   └── BundleError              a bundle cannot be built or read
     │       └── BundleVerificationError  bad manifest, signature, digest or revision
+    ├── DocumentError            a JSON/YAML file is unreadable, has duplicate keys or nests too deep
     ├── SuiteError               an expectation suite file is unreadable or invalid
     ├── DiffError                a policy diff cannot run (bad cases, bad policy source)
     └── EngineError              an engine could not produce a decision
@@ -46,6 +47,7 @@ __all__ = [
     "PolicyRevisionMismatchError",
     "BundleError",
     "BundleVerificationError",
+    "DocumentError",
     "SuiteError",
     "DiffError",
 ]
@@ -190,6 +192,23 @@ class BundleError(PolicyLoadError):
 
 class BundleVerificationError(BundleError):
     """A bundle failed verification: bad manifest, signature, digest or revision."""
+
+
+class DocumentError(HelpdeskPolicyError, ValueError):
+    """A JSON or YAML document cannot be read: unreadable, not UTF-8, not valid,
+    a duplicated key, or nested too deep (see :mod:`helpdesk_policy.loading`).
+
+    ``source`` names the file (or ``-`` for standard input), ``line`` the line
+    when the parser knows it, ``detail`` what is wrong. No value from the
+    document is quoted, only key names.
+    """
+
+    def __init__(self, source: str, detail: str, *, line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        self.detail = detail
+        where = f"{source}: line {line}" if line is not None else source
+        super().__init__(f"{where}: {detail}")
 
 
 #: The most problems a SuiteError or DiffError lists in its message (all are on ``errors``).
