@@ -1,16 +1,20 @@
-"""The models' own contract: levels, request validation, the SPEC §4 shape,
+"""The models' own contract: levels, request validation, the decision contract's shape,
 verdict consistency, config validation, digests and redaction."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import model_serializer
 
 from helpdesk_policy import (
     Decision,
@@ -26,7 +30,7 @@ from helpdesk_policy import (
 from helpdesk_policy.digest import REDACTED, input_digest, redact
 from helpdesk_policy.engines.native import NativeEngine
 from helpdesk_policy.levels import REQUIREMENTS
-from helpdesk_policy.models import Obligation, Reason, Request, construct_trusted
+from helpdesk_policy.models import Obligation, Reason, Request, Target, construct_trusted
 from helpdesk_policy.policies import PolicySet
 from helpdesk_policy.testing import request_dicts, requests
 
@@ -118,7 +122,7 @@ def test_the_spec_example_is_valid_and_round_trips() -> None:
     doc = req.to_input()
     assert set(doc) == {"request", "actor", "target", "context"}
     assert parse_request(doc) == req
-    assert parse_request(req) is req
+    assert parse_request(req) == req  # validated again, equal (see the model-instance tests)
 
 
 def test_every_bad_field_is_listed_at_once() -> None:
@@ -163,7 +167,7 @@ def test_missing_sections_and_non_objects_are_errors() -> None:
     ({"actor__roles": ["employee", {"pw": "hunter2"}]}, "actor.roles.1"),
 ])
 def test_errors_never_echo_input_values(changes: dict[str, Any], path: str) -> None:
-    """SPEC §5.5: a bad field may hold a pasted credential; errors name the path, not the value."""
+    """Guarantee 5: a bad field may hold a pasted credential; errors name the path, not the value."""
     with pytest.raises(InvalidRequestError) as info:
         parse_request(_doc(**changes))
     assert info.value.paths == [path]
@@ -202,7 +206,7 @@ def test_optional_fields_default_to_unknown_or_none_observed() -> None:
 
 # ----------------------------------------------------------- decision shape
 
-#: SPEC §4, the output example's keys, exactly.
+#: the decision contract, the output example's keys, exactly.
 SPEC_DECISION_KEYS = {
     "level", "allowed", "requirements", "reasons", "obligations", "playbook",
     "engine", "degraded", "policy_revision", "decision_id", "input_digest",
@@ -416,3 +420,383 @@ def test_redact_removes_the_justification_and_nothing_else() -> None:
     assert doc == req.to_input()
     assert req.request.justification is not None and "hunter2" in req.request.justification  # not mutated
     assert redact(parse_request(_doc(request__justification=None)))["request"]["justification"] is None
+
+
+# ----------------------------------------------- identifiers (issue 8 item 1)
+
+from helpdesk_policy.models import MAX_ID_LENGTH, canonical_identifier  # noqa: E402
+
+MARK = "hunter2"
+
+#: Where an identifier-like value sits in REQUEST: (changes for _doc, reported path).
+ID_FIELDS: list[tuple[str, Any, str]] = [
+    ("actor__id", None, "actor.id"),
+    ("target__id", None, "target.id"),
+    ("actor__on_behalf_of", None, "actor.on_behalf_of"),
+    ("actor__roles", "list", "actor.roles.0"),
+    ("target__owners", "list", "target.owners.0"),
+    ("request__id", None, "request.id"),
+    ("target__environment", None, "target.environment"),
+]
+
+#: One of each kind of character an identifier may not hold.
+REFUSED_CHARACTERS = {
+    "NUL": "\x00", "LF": "\n", "CR": "\r", "ESC": "\x1b", "DEL": "\x7f", "C1 NEL": "\x85",
+    "zero-width space": "\u200b", "zero-width joiner": "\u200d", "RTL override": "\u202e",
+    "bidi isolate": "\u2066", "BOM": "\ufeff", "soft hyphen": "\u00ad", "line separator": "\u2028",
+    "paragraph separator": "\u2029", "private use": "\ue000", "unassigned": "\u0378",
+    "noncharacter": "\uffff", "lone surrogate": "\ud800",
+}
+
+
+def _with(field: str, shape: Any, value: str) -> dict[str, Any]:
+    return _doc(**{field: [value] if shape == "list" else value})
+
+
+@pytest.mark.parametrize(("field", "shape", "path"), ID_FIELDS, ids=[p for _, _, p in ID_FIELDS])
+@pytest.mark.parametrize("kind", sorted(REFUSED_CHARACTERS))
+def test_identifiers_hold_printable_characters_only(field: str, shape: Any, path: str, kind: str) -> None:
+    """Guarantee 8: no control or format character in an identifier, wherever it sits
+    (rego-cpp cut "u-7\\x00attacker" to "u-7"; a newline forged an explain step)."""
+    value = f"u-7{REFUSED_CHARACTERS[kind]}{MARK}"
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_with(field, shape, value))
+    assert info.value.paths == [path]
+    # (pydantic itself refuses a lone surrogate, which is not text: "a valid string")
+    assert "printable characters only" in str(info.value) or kind == "lone surrogate"
+    assert MARK not in str(info.value) and MARK not in repr(info.value.errors)
+
+
+@pytest.mark.parametrize(("field", "shape", "path"), ID_FIELDS, ids=[p for _, _, p in ID_FIELDS])
+@pytest.mark.parametrize("value", [" u-1", "u-1 ", "u-1\u3000", "\u00a0u-1", "u-1\u2003"])
+def test_identifiers_have_no_surrounding_whitespace(field: str, shape: Any, path: str, value: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_with(field, shape, value))
+    assert info.value.paths == [path] and "whitespace" in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "shape", "path"), ID_FIELDS[:5], ids=[p for _, _, p in ID_FIELDS[:5]])
+def test_an_identifier_whose_normal_form_breaks_the_rules_is_refused(field: str, shape: Any, path: str) -> None:
+    # A diaeresis (U+00A8) is printable, but NFKC makes it a space and a combining mark.
+    with pytest.raises(InvalidRequestError, match="once normalised") as info:
+        parse_request(_with(field, shape, "\u00a8u-1"))
+    assert info.value.paths == [path]
+    assert parse_request(_doc(request__id="\u00a8u-1")).request.id == "\u00a8u-1"  # spelling kept: not normalised
+
+
+def test_identifier_length_is_bounded_as_sent_and_once_normalised() -> None:
+    for value in ("u" * MAX_ID_LENGTH, "\ufdfa" * (MAX_ID_LENGTH // 18)):  # U+FDFA expands to 18 characters
+        assert len(canonical_identifier(parse_request(_doc(target__owners=[value])).target.owners[0])) <= MAX_ID_LENGTH
+    for value, needle in (("u" * (MAX_ID_LENGTH + 1), "at most 256"), ("\ufdfa" * 20, "once normalised")):
+        with pytest.raises(InvalidRequestError, match=needle) as info:
+            parse_request(_doc(target__owners=[value]))
+        assert info.value.paths == ["target.owners.0"]
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(actor__roles=[""]))
+    assert info.value.paths == ["actor.roles.0"]
+
+
+def test_identity_identifiers_are_stored_in_canonical_form() -> None:
+    """Every engine sees one spelling: NFKC(casefold(NFKC(id)))."""
+    doc = _doc(actor__id="ＡＧＥＮＴ-７", actor__type="ai_agent", actor__on_behalf_of="U-123",
+               actor__roles=["Helpdesk_Bot", "Straße"],
+               target__id="Agent-7", target__type="ai_agent", target__owners=["U-123", "ｕ-9"],
+               request__id="INC-Ｘ1", target__environment="Production")
+    req = parse_request(doc)
+    assert req.actor.id == req.target.id == "agent-7"
+    assert req.actor.on_behalf_of == "u-123" and req.actor.roles == ["helpdesk_bot", "strasse"]
+    assert req.target.owners == ["u-123", "u-9"]
+    # The ticket number is shown to people and keeps its spelling; environments too (for now).
+    assert req.request.id == "INC-Ｘ1" and req.target.environment == "Production"
+    assert parse_request(req.to_input()) == req  # a fixed point
+    assert input_digest(req) == input_digest(parse_request(_doc(
+        actor__id="agent-7", actor__type="ai_agent", actor__on_behalf_of="u-123", actor__roles=["helpdesk_bot", "strasse"],
+        target__id="agent-7", target__type="ai_agent", target__owners=["u-123", "u-9"],
+        request__id="INC-Ｘ1", target__environment="Production")))
+
+
+def test_free_text_may_hold_anything_but_a_lone_surrogate() -> None:
+    text = "line one\nline two\x1b[31m\x00 \u202e\u200b ok"
+    assert parse_request(_doc(request__justification=text)).request.justification == text
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(request__justification=f"{MARK}\ud800"))
+    assert info.value.paths == ["request.justification"] and MARK not in str(info.value)
+
+
+#: Any code point, surrogates and controls included (st.characters() alone leaves surrogates out).
+_ANY_CHAR = st.one_of(st.characters(), st.characters(categories=["Cs"]), st.sampled_from(list(REFUSED_CHARACTERS.values())))
+_ANY_TEXT = st.text(_ANY_CHAR, max_size=12)
+
+
+@settings(max_examples=max(300, settings.default.max_examples))
+@given(value=st.one_of(_ANY_TEXT, st.sampled_from(["AGENT-7", "ǰ", "ᾳ", "\u0345", "ﬃ", "İ", "Σ", "ς"]).flatmap(
+    lambda s: st.tuples(st.just(s), _ANY_TEXT).map("".join))))
+def test_canonical_identifiers_are_idempotent_and_valid(value: str) -> None:
+    """Over the whole Unicode range: an id is refused, or stored in a form that
+    canonicalises to itself and is itself a valid id (so validating again never changes it)."""
+    try:
+        stored = parse_request(_doc(target__owners=[value])).target.owners[0]
+    except InvalidRequestError as exc:
+        assert exc.paths == ["target.owners.0"]
+        return
+    assert canonical_identifier(stored) == stored
+    assert canonical_identifier(canonical_identifier(value)) == canonical_identifier(value) == stored
+    assert parse_request(_doc(target__owners=[stored])).target.owners == [stored]
+    assert not any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} for ch in stored)
+    assert stored == stored.strip() and 1 <= len(stored) <= MAX_ID_LENGTH
+
+
+# ------------------------------------------- "self" is one identity (item 2)
+
+
+@pytest.mark.parametrize(("actor_type", "target_type", "ok"), [
+    ("human", "human", True), ("ai_agent", "ai_agent", True),
+    ("service", "service_account", True), ("service", "api_key", True), ("service", "workload_identity", True),
+    ("ai_agent", "human", False), ("human", "ai_agent", False), ("human", "api_key", False),
+    ("service", "human", False), ("service", "ai_agent", False), ("ai_agent", "service_account", False),
+])
+def test_self_needs_actor_and_target_of_the_same_kind(actor_type: str, target_type: str, ok: bool) -> None:
+    """An AI agent claiming 'self' on a human target that carries its id would
+    skip third_party_recovery: refused on actor.relationship."""
+    doc = _doc(actor__type=actor_type, target__type=target_type, request__action="password_reset")
+    if ok:
+        assert parse_request(doc).actor.relationship.value == "self"
+        return
+    doc["request"]["channel"] = "fax"  # listed together with a field error
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(doc)
+    assert sorted(info.value.paths) == ["actor.relationship", "request.channel"]
+    assert "same kind of identity" in str(info.value)
+
+
+# --------------------------------------- model instances are revalidated (item 2)
+
+
+def _offboarded_reset() -> Request:
+    return parse_request(_doc(request__action="password_reset", request__channel="self_service_portal",
+                              actor__auth_strength="mfa", target__privileged=False, target__privilege_tier=0,
+                              context__risk_signals=[]))
+
+
+class _LooseTarget(Target):
+    privilege_tier: int  # no bounds
+
+
+class _LooseRequest(Request):
+    target: _LooseTarget
+
+
+class _NoCrossFieldChecks(Request):
+    def _consistent(self) -> Request:  # overrides (and so removes) Request's cross-field validator
+        return self
+
+
+class _Extra(Request):
+    approved_by_ciso: bool = True
+
+
+class _Unreadable(Request):
+    @model_serializer
+    def _boom(self) -> dict[str, Any]:
+        raise RuntimeError(MARK)
+
+
+def _routes() -> list[tuple[str, Callable[[], Any], str | None]]:
+    """(name, build an unvalidated request, path that must be reported or None for "valid once revalidated")."""
+    base = _offboarded_reset()
+    doc = base.to_input()
+    return [
+        ("model_copy: plain string where an enum belongs",
+         lambda: base.model_copy(update={"target": base.target.model_copy(update={"status": "offboarded"})}), None),
+        ("model_copy: tier 99",
+         lambda: base.model_copy(update={"target": base.target.model_copy(update={"privilege_tier": 99})}),
+         "target.privilege_tier"),
+        ("model_copy: boolean as a string",
+         lambda: base.model_copy(update={"request": base.request.model_copy(update={"emergency": "no"})}),
+         "request.emergency"),
+        ("model_copy: id with a NUL",
+         lambda: base.model_copy(update={"actor": base.actor.model_copy(update={"id": "u-123\x00x"})}), "actor.id"),
+        ("model_construct: nested",
+         lambda: Request.model_construct(request=base.request, actor=base.actor, context=base.context,
+                                         target=Target.model_construct(**{**base.target.__dict__, "vip": "yes"})),
+         "target.vip"),
+        ("model_construct: a section as a dict with a bad value",
+         lambda: Request.model_construct(**{**base.__dict__, "target": {**doc["target"], "status": "gone"}}),
+         "target.status"),
+        ("a model_construct section inside a dict",
+         lambda: {**doc, "target": Target.model_construct(**{**base.target.__dict__, "privilege_tier": 99})},
+         "target.privilege_tier"),
+        ("subclass with looser field types",
+         lambda: _LooseRequest.model_validate({**doc, "target": {**doc["target"], "privilege_tier": 99}}),
+         "target.privilege_tier"),
+        ("subclass without the cross-field checks",
+         lambda: _NoCrossFieldChecks.model_validate({**doc, "actor": {**doc["actor"], "id": "u-9"}}),
+         "actor.relationship"),
+        ("subclass with an extra field", lambda: _Extra.model_validate(doc), "approved_by_ciso"),
+        ("subclass whose dump fails", lambda: _Unreadable.model_validate(doc), "(root)"),
+    ]
+
+
+ROUTES = _routes()
+
+
+@pytest.mark.parametrize("via", ["decide", "decide_many", "adecide", "adecide_many"])
+@pytest.mark.parametrize(("name", "build", "path"), ROUTES, ids=[r[0] for r in ROUTES])
+def test_every_way_into_decide_ends_in_a_validated_request(
+    via: str, name: str, build: Callable[[], Any], path: str | None
+) -> None:
+    """Issue 8 item 2 / guarantee 1: a model instance is validated again however it was built."""
+    policy = _native_policy()
+    calls = {
+        "decide": lambda r: policy.decide(r),
+        "decide_many": lambda r: policy.decide_many([r])[0],
+        "adecide": lambda r: asyncio.run(policy.adecide(r)),
+        "adecide_many": lambda r: asyncio.run(policy.adecide_many([r]))[0],
+    }
+    if path is None:
+        # The offboarded target is read as offboarded: only containment is allowed.
+        decision = calls[via](build())
+        assert decision.level is Level.DENY and "target_offboarded" in {r.code for r in decision.reasons}
+        return
+    with pytest.raises(InvalidRequestError) as info:
+        calls[via](build())
+    prefix = "[0]." if via.endswith("_many") else ""
+    assert f"{prefix}{path}" in info.value.paths, info.value.paths
+    assert MARK not in str(info.value)
+
+
+def test_parse_request_of_a_valid_instance_returns_an_equal_request() -> None:
+    req = _offboarded_reset()
+    assert parse_request(req) == req
+    copied = req.model_copy(update={"actor": req.actor.model_copy(update={"id": "U-123"})})
+    assert parse_request(copied).actor.id == "u-123"  # stored in canonical form like any input
+
+
+# ------------------------------------------------ strict types (issue 8 item 15)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("request__emergency", "off"), ("request__emergency", "no"), ("request__emergency", 0),
+    ("request__emergency", "false"), ("actor__authenticated", 1), ("actor__authenticated", "yes"),
+    ("target__privileged", "true"), ("target__vip", 0), ("target__owner_active", "on"),
+    ("target__in_secrets_manager", 1), ("context__recent_credential_change_hours", True),
+    ("context__recent_credential_change_hours", "5"), ("request__requested_at", 1700000000),
+    ("request__requested_at", 1.5e9), ("request__requested_at", False),
+])
+def test_booleans_and_numbers_are_not_coerced(field: str, value: Any) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(**{field: value}))
+    assert info.value.paths == [field.replace("__", ".")]
+
+
+def test_numbers_and_dates_still_read_their_json_forms() -> None:
+    req = parse_request(_doc(context__recent_credential_change_hours=72, request__requested_at="2026-11-24T10:00:00Z"))
+    assert req.context.recent_credential_change_hours == 72.0
+    assert req.request.requested_at is not None and req.request.requested_at.year == 2026
+
+
+# ------------------------------------------------------------ "did you mean"
+
+
+@pytest.mark.parametrize(("changes", "path", "suggestion"), [
+    ({"request__action": "pasword_reset"}, "request.action", "password_reset"),
+    ({"request__action": "PASSWORD_RESET"}, "request.action", "password_reset"),
+    ({"request__channel": "phon"}, "request.channel", "phone"),
+    ({"actor__type": "ai-agent"}, "actor.type", "ai_agent"),
+    ({"actor__relationship": "manger"}, "actor.relationship", "manager"),
+    ({"actor__auth_strength": "phishing-resistant"}, "actor.auth_strength", "phishing_resistant"),
+    ({"target__type": "service-account"}, "target.type", "service_account"),
+    ({"target__status": "offboard"}, "target.status", "offboarded"),
+    ({"context__risk_signals": ["leaked_credentials"]}, "context.risk_signals.0", "leaked_credential"),
+])
+def test_a_misspelled_vocabulary_word_gets_a_did_you_mean(changes: dict[str, Any], path: str, suggestion: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(**changes))
+    (error,) = info.value.errors
+    assert error.path == path and error.message.endswith(f" — did you mean {suggestion!r}?")
+    assert error.message.startswith("Input should be ")  # the valid values are still listed
+    sent = next(iter(changes.values()))
+    sent = sent[0] if isinstance(sent, list) else sent
+    assert repr(sent) not in error.message  # the value sent is not echoed
+
+
+def test_an_unknown_key_gets_a_did_you_mean_and_nonsense_gets_none() -> None:
+    doc = _doc(request__action="reset_everything")
+    doc["target"]["privilege_teir"] = 1
+    doc["request"]["emergncy"] = True
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(doc)
+    messages = {e.path: e.message for e in info.value.errors}
+    assert messages["target.privilege_teir"].endswith("did you mean 'privilege_tier'?")
+    assert messages["request.emergncy"].endswith("did you mean 'emergency'?")
+    assert "did you mean" not in messages["request.action"]  # nothing close: no guess
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(request__action=f"password_reset {MARK} " * 10))  # long: pasted text, not a typo
+    assert "did you mean" not in str(info.value) and MARK not in str(info.value)
+
+
+# ----------------------------------------------------------- config errors
+
+
+def test_config_errors_sit_on_their_key_with_field_errors(tmp_path: Path) -> None:
+    """Cross-field invariants are listed with field errors, each on its key (not '(root)')."""
+    with pytest.raises(InvalidConfigError) as info:
+        load_config({"callback_tier": 1, "privileged_tier": 3, "vip_level": "deny", "remote_channels": ["chat"],
+                     "nhi_wide_consumers": 0, "privileged_teir": 2})
+    assert sorted(info.value.paths) == sorted(
+        ["callback_tier", "vip_level", "remote_channels", "nhi_wide_consumers", "privileged_teir"])
+    assert "(root)" not in str(info.value)
+    messages = {e.path: e.message for e in info.value.errors}
+    assert messages["privileged_teir"].endswith("did you mean 'privileged_tier'?")
+    assert messages["callback_tier"] == "must be >= privileged_tier"
+
+
+def test_config_file_errors_are_prefixed_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text("privileged_tier: 3\nhigh_risk_signals: [leaked_credentials]\n"
+                    "action_baseline: {pasword_reset: self_service}\nvip_levl: callback\n", encoding="utf-8")
+    with pytest.raises(InvalidConfigError) as info:
+        load_config(path)
+    lines = [str(e) for e in info.value.errors]
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert f"{path}: callback_tier: must be >= privileged_tier" in lines
+    assert f"{path}: vip_levl: Extra inputs are not permitted — did you mean 'vip_level'?" in lines
+    assert any(line.startswith(f"{path}: high_risk_signals.") and line.endswith("did you mean 'leaked_credential'?")
+               for line in lines)
+    assert any(line.startswith(f"{path}: action_baseline.pasword_reset") and "did you mean 'password_reset'?" in line
+               for line in lines)
+
+
+@pytest.mark.parametrize(("suffix", "text", "line"), [
+    (".yaml", "vip_level: callback\nvip_level: self_service\n", 2),
+    (".json", '{"vip_level": "callback",\n "vip_level": "self_service"}', None),
+])
+def test_a_config_file_with_a_duplicated_key_is_refused(tmp_path: Path, suffix: str, text: str, line: int | None) -> None:
+    path = tmp_path / f"org{suffix}"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidConfigError) as info:
+        load_config(path)
+    where = f"{path}: line {line}" if line else str(path)
+    assert [str(e) for e in info.value.errors] == [f"{where}: duplicate key 'vip_level'"]
+
+
+def test_a_config_instance_is_validated_again() -> None:
+    stock = load_config()
+    assert load_config(stock) == stock
+    for update, path in (({"callback_tier": 0}, "callback_tier"), ({"strict_level": "self_service"}, "strict_level"),
+                         ({"vip_level": Level.DENY}, "vip_level")):
+        with pytest.raises(InvalidConfigError) as info:
+            load_config(stock.model_copy(update=update))
+        assert path in info.value.paths
+        with pytest.raises(InvalidConfigError):
+            HelpdeskPolicy(engine="native", config=stock.model_copy(update=update))
+
+
+@pytest.mark.parametrize("environment", ["prodé", "prod\"x", "prod\\x", "prod\x00", " prod", "ｐｒｏｄ"])
+def test_config_environments_hold_what_every_engine_reads_alike(environment: str) -> None:
+    """rego-cpp keeps a string read from JSON data escaped ("prod\\u00e9"), so it
+    never equals the input's "prodé" there while it does in Python and OPA."""
+    with pytest.raises(InvalidConfigError) as info:
+        load_config({"critical_environments": ["production", environment]})
+    assert [p.split(".")[0] for p in info.value.paths] == ["critical_environments"]
+    assert load_config({"critical_environments": ["production", "pre-prod_2 (EU)"]})

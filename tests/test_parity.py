@@ -1,4 +1,4 @@
-"""Differential tests (SPEC §5.3): ``rego``, ``native`` and real OPA agree exactly.
+"""Differential tests (guarantee 3): ``rego``, ``native`` and real OPA agree exactly.
 
 Three engines decide every generated request:
 
@@ -10,7 +10,7 @@ Three engines decide every generated request:
 
 "Agree" means the whole validated verdict is identical: level, allowed,
 requirements, every reason with its message and refs, obligations and
-playbook — not only the parity key SPEC §5.3 names, because people read the
+playbook — not only the parity key guarantee 3 names, because people read the
 messages and programs act on the refs.
 
 Number of examples: ``max(1000, 5 × profile max_examples)`` requests with the
@@ -150,7 +150,7 @@ def test_stock_config_parity(stock_engines: dict[str, Engine], example_counts: A
 
 
 def test_generated_config_parity(example_counts: Any) -> None:
-    """Tuning the config never breaks parity (SPEC §3): per generated config,
+    """Tuning the config never breaks parity (guarantee 3): per generated config,
     all three engines are built from it and decide several requests."""
     ran = 0
 
@@ -174,7 +174,7 @@ def test_generated_config_parity(example_counts: Any) -> None:
 
 
 def test_facade_decisions_identical_across_engines(stock_engines: dict[str, Engine], example_counts: Any) -> None:
-    """Through ``HelpdeskPolicy``: the SPEC §4 documents differ only in
+    """Through ``HelpdeskPolicy``: the decision documents differ only in
     ``engine`` and ``decision_id`` (same revision, same input digest)."""
     policies = {name: HelpdeskPolicy(engine=engine) for name, engine in stock_engines.items()}
     cfg = load_config()
@@ -212,9 +212,9 @@ def _scenario(action: str, channel: str, actor: dict[str, Any], target: dict[str
 _HUMAN_SELF = {"id": "u-123", "type": "human", "relationship": "self", "authenticated": True,
                "auth_strength": "password", "on_behalf_of": None, "roles": ["employee"]}
 
-#: (name, request, documented level or None). Sources: SPEC §3, README, docstrings.
+#: (name, request, documented level or None). Sources: README, docstrings.
 DOCUMENTED: list[tuple[str, dict[str, Any], Level | None]] = [
-    ("SPEC §3 input example", {
+    ("the documented input example", {
         "request": {"id": "INC-1042", "action": "mfa_reset", "channel": "phone", "justification": "lost phone",
                     "emergency": False, "requested_at": "2026-11-24T10:00:00Z"},
         "actor": _HUMAN_SELF,
@@ -316,7 +316,7 @@ def test_documented_scenario_through_the_facade(
     policies: dict[str, HelpdeskPolicy], name: str, doc: dict[str, Any], level: Level | None, example_counts: Any
 ) -> None:
     """Each documented scenario: all three engines, through ``HelpdeskPolicy``,
-    give the same SPEC §4 document, and the level the documentation states."""
+    give the same decision document, and the level the documentation states."""
     documents = {}
     for engine_name, policy in policies.items():
         decision = policy.decide(doc)
@@ -436,9 +436,11 @@ def test_bug8_rego_engine_fails_with_an_engine_error_on_unparsable_output(stock_
         stock_engines["rego"].evaluate(unchecked)
     assert isinstance(info.value, EngineError) and info.value.engine == "rego"
     assert "1.79" not in str(info.value)  # no input value echoed
-    # Through the facade: the next engine decides (degraded), never an exception.
-    decision = HelpdeskPolicy(engine=stock_engines["rego"], fallback=[stock_engines["native"]]).decide(unchecked)
-    assert (decision.engine, decision.degraded) == ("native", True)
+    # Through the facade such a request never reaches an engine: a model
+    # instance is validated again however it was built (issue 8 item 2).
+    with pytest.raises(InvalidRequestError) as refused:
+        HelpdeskPolicy(engine=stock_engines["rego"], fallback=[stock_engines["native"]]).decide(unchecked)
+    assert refused.value.paths == ["context.recent_credential_change_hours"]
 
 
 def test_bug9_rego_compound_risk_with_ten_medium_signals() -> None:
@@ -465,3 +467,148 @@ def test_bug9_rego_compound_risk_with_ten_medium_signals() -> None:
         finally:
             if action == "delegated_admin":
                 engines["opa-go"].close()
+
+
+# --------------------------------------------- identifiers (guarantee 8, issue 8 item 1)
+
+from unicode_ids import holds_refused_character, respelled  # noqa: E402 - tests/ is on sys.path
+
+from helpdesk_policy.testing import request_dicts  # noqa: E402
+
+N_UNICODE = max(600, 3 * settings.default.max_examples)
+
+
+def test_parity_over_identifiers_from_the_whole_unicode_range(
+    stock_engines: dict[str, Engine], example_counts: Any
+) -> None:
+    """Identifier fields drawn from every code point (controls, format
+    characters, surrogates, unassigned ones, other spellings of one id): a
+    request is refused with InvalidRequestError, never anything else, and
+    always when an id holds a control or format character; a valid one is
+    decided identically by native, rego and OPA's Go evaluator."""
+    cfg = load_config()
+    ran = {"valid": 0, "refused": 0}
+
+    @settings(max_examples=N_UNICODE)
+    @given(doc=respelled(request_dicts()))
+    def check(doc: dict[str, Any]) -> None:
+        try:
+            req = parse_request(doc)
+        except InvalidRequestError:
+            ran["refused"] += 1
+            return
+        assert not holds_refused_character(doc), "an identifier with a control or format character was accepted"
+        _assert_identical(stock_engines, req, cfg, example_counts, "parity/unicode ids")
+        ran["valid"] += 1
+
+    check()
+    example_counts["parity/unicode identifiers: decided"] += ran["valid"]
+    example_counts["parity/unicode identifiers: refused"] += ran["refused"]
+    assert ran["valid"] >= N_UNICODE // 4 and ran["refused"] >= N_UNICODE // 10, ran
+
+
+def _api_key_reissue(actor_id: str, owners: list[str], **target: Any) -> dict[str, Any]:
+    return _scenario(
+        "api_key_reissue", "self_service_portal",
+        {"id": actor_id, "type": "human", "relationship": "helpdesk_agent", "authenticated": True,
+         "auth_strength": "mfa"},
+        {"id": "key-1", "type": "api_key", "privileged": False, "privilege_tier": 0, "vip": False,
+         "status": "active", "environment": "dev", "owners": owners, "owner_active": True, "consumers": 2,
+         "secret_age_days": 10, "in_secrets_manager": True, **target},
+    )
+
+
+@pytest.mark.parametrize(("doc", "path"), [
+    # A non-owner reissuing an API key: deny on native, step_up on rego (which read "u-7").
+    (_api_key_reissue("u-7\x00attacker", ["u-7"]), "actor.id"),
+    (_api_key_reissue("u-7", ["u-7\x00x"]), "target.owners.0"),
+    # "production\x00x" read as "production" by rego only.
+    (_api_key_reissue("u-7", ["u-7"], environment="production\x00x"), "target.environment"),
+], ids=["NUL in actor.id", "NUL in an owner", "NUL in the environment"])
+def test_a_nul_no_longer_splits_the_engines(stock_engines: dict[str, Engine], doc: dict[str, Any], path: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(doc)
+    assert info.value.paths == [path]
+    # Written without it, all three engines agree.
+    clean = json.loads(json.dumps(doc).replace("\\u0000attacker", "").replace("\\u0000x", ""))
+    req = parse_request(clean)
+    assert _verdict(stock_engines["rego"], req) == _verdict(stock_engines["native"], req) == _verdict(
+        stock_engines["opa-go"], req)
+
+
+def _agent_self(actor_id: str, relationship: str = "self") -> dict[str, Any]:
+    return _scenario(
+        "privilege_elevation", "api",
+        {"id": actor_id, "type": "ai_agent", "relationship": relationship, "authenticated": True,
+         "auth_strength": "phishing_resistant", "on_behalf_of": "u-1"},
+        {"id": "agent-7", "type": "ai_agent", "privileged": False, "privilege_tier": 0, "vip": False,
+         "status": "active", "environment": "dev", "owners": ["u-1"], "owner_active": True, "consumers": 1,
+         "secret_age_days": 3, "in_secrets_manager": True},
+    )
+
+
+SPELLINGS = ["AGENT-7", "Agent-7", "ａｇｅｎｔ-７", "ＡＧＥＮＴ－７", "agent-\uff17"]
+
+
+def test_an_agent_cannot_escape_a_rule_about_itself_by_spelling_its_id(stock_engines: dict[str, Engine]) -> None:
+    """Guarantee 8: every spelling of the agent's own id is the agent — ai_agent_self_privilege
+    fires on all three engines exactly as for the plain spelling, and claiming
+    another relationship with it is refused."""
+    plain = {name: _verdict(engine, parse_request(_agent_self("agent-7"))) for name, engine in stock_engines.items()}
+    assert plain["native"]["level"] == "deny"  # type: ignore[index]
+    assert "ai_agent_self_privilege" in {r["code"] for r in plain["native"]["reasons"]}  # type: ignore[index]
+    for spelling in SPELLINGS:
+        req = parse_request(_agent_self(spelling))
+        assert req.actor.id == "agent-7"
+        assert {name: _verdict(engine, req) for name, engine in stock_engines.items()} == plain, spelling
+        for relationship in ("admin", "owner", "other"):
+            with pytest.raises(InvalidRequestError) as info:
+                parse_request(_agent_self(spelling, relationship))
+            assert info.value.paths == ["actor.relationship"]
+
+
+@pytest.mark.parametrize("spelling", ["agent-7 ", " agent-7", "agent-7\u200b", "\u200bagent-7", "agent\u00ad-7",
+                                      "agent-7\u202e", "agent-7\ufeff", "agent-7\n"])
+def test_an_agent_id_with_invisible_characters_is_refused(spelling: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_agent_self(spelling))
+    assert info.value.paths == ["actor.id"]
+
+
+@pytest.mark.parametrize(("actor_id", "owners", "plain_actor", "plain_owners", "owner"), [
+    ("U-1", ["u-1"], "u-1", ["u-1"], True),  # the owner, spelled otherwise
+    ("ｕ-１", ["u-1"], "u-1", ["u-1"], True),
+    ("u-1", ["U-1", "Key-Owner"], "u-1", ["u-1", "key-owner"], True),
+    ("U-2", ["u-1"], "u-2", ["u-1"], False),  # not the owner, spelled otherwise
+    ("ｕ-２", ["Ｕ-1"], "u-2", ["u-1"], False),
+])
+def test_nhi_ownership_is_decided_on_one_spelling(
+    stock_engines: dict[str, Engine], actor_id: str, owners: list[str], plain_actor: str, plain_owners: list[str],
+    owner: bool,
+) -> None:
+    """nhi_requester_not_owner fires (or not) for every spelling as for the plain one, on all three engines."""
+    expected = _verdict(stock_engines["native"], parse_request(_api_key_reissue(plain_actor, plain_owners)))
+    req = parse_request(_api_key_reissue(actor_id, owners))
+    for engine in stock_engines.values():
+        assert _verdict(engine, req) == expected
+    assert ("nhi_requester_not_owner" in {r["code"] for r in expected["reasons"]}) is not owner  # type: ignore[index]
+
+
+def test_a_config_environment_no_engine_reads_alike_is_refused(stock_engines: dict[str, Engine]) -> None:
+    """rego-cpp keeps a string it reads from JSON data escaped ("prod\\u00e9"),
+    so "prodé" would be critical for native and OPA and not for rego."""
+    with pytest.raises(InvalidConfigError) as info:
+        load_config({"critical_environments": ["prodé"]})
+    assert info.value.paths == ["critical_environments.0"]
+    cfg = load_config({"critical_environments": ["prod-eu"]})
+    engines = _three_engines(PolicySet(config=cfg))
+    try:
+        for env in ("prod-eu", "prodé", "Prod-EU"):
+            req = parse_request(_api_key_reissue("u-7", ["u-7"], environment=env))
+            verdicts = [_verdict(engine, req) for engine in engines.values()]
+            assert verdicts[0] == verdicts[1] == verdicts[2], env
+            critical = "nhi_critical_environment" in {r["code"] for r in verdicts[0]["reasons"]}  # type: ignore[index]
+            assert critical is (env == "prod-eu")
+    finally:
+        for engine in engines.values():
+            engine.close()

@@ -1,12 +1,15 @@
-"""Property tests for the rules of SPEC §5 that must never break.
+"""Property tests for the guarantees (README, "Guarantees") that must never break.
 
 * §5.2 monotone: a riskier request never gets a lower level — checked per
   change (one test per kind of change), along chains of changes under
   generated configs, and on a smaller sample through the Rego engine.
 * §5.1 fail closed: a broken engine (error, arbitrary exception, timeout,
   malformed answer) hands over to the next one, the decision says
-  ``degraded`` and its level is the native level; when every engine fails the
-  decision is the configured strict level. Sync and async.
+  ``degraded`` and its level is the native level; with the stock policy the
+  native mirror ends every chain (even one naming a single engine, even with
+  hung calls filling the pool); only when every engine of a custom policy set
+  fails is the decision the configured strict level (deny by default). Sync
+  and async.
 * §5.1 invalid input: corrupted requests always raise ``InvalidRequestError``
   naming every corrupted path, never echoing the values (§5.5).
 * §5.4 separation of duties.
@@ -29,6 +32,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,8 +56,9 @@ from helpdesk_policy import (
     parse_request,
 )
 from helpdesk_policy.engines.base import BaseEngine
-from helpdesk_policy.engines.native import NativeEngine
+from helpdesk_policy.engines.native import EVIDENCE_FIELDS, NativeEngine
 from helpdesk_policy.errors import FieldError
+from helpdesk_policy.facade import FORMAL_PROCESS
 from helpdesk_policy.models import (
     AUTH_STRENGTH_ORDER,
     CHANNEL_TRUST_ORDER,
@@ -217,7 +222,7 @@ def _riskier(req: Request, change: Raise, data: st.DataObject) -> Request | None
 @settings(max_examples=max(200, BASE))
 @given(data=st.data())
 def test_monotone_per_change_stock(change: Raise, data: st.DataObject, native: NativeEngine, example_counts: Counter) -> None:
-    """SPEC §5.2 / §5.1: each kind of change, alone, never lowers the level."""
+    """guarantees 2 and 1: each kind of change, alone, never lowers the level."""
     before = data.draw(change.strategy, label="request")
     after = _riskier(before, change, data)
     assert after is not None
@@ -414,7 +419,7 @@ def test_a_broken_engine_hands_over_to_native(
     fault: Fault, data: st.DataObject, fake_then_native: tuple[FakeEngine, HelpdeskPolicy],
     native: NativeEngine, example_counts: Counter,
 ) -> None:
-    """SPEC §5.1: error or malformed answer -> the next engine decides, degraded, at the native level."""
+    """Guarantee 1: error or malformed answer -> the next engine decides, degraded, at the native level."""
     fake, policy = fake_then_native
     req = data.draw(requests(), label="request")
     good = _native_doc(native, req)
@@ -475,27 +480,72 @@ def test_a_timed_out_engine_hands_over_to_native(native: NativeEngine, req: Requ
     example_counts["fail-closed: timeout (sync+async)"] += 1
 
 
-@pytest.mark.parametrize("strict", [Level.CALLBACK, Level.DENY])
+@pytest.mark.parametrize("strict", [Level.DENY, Level.CALLBACK])
 @settings(max_examples=max(40, BASE // 5))
 @given(req=requests(), data=st.data())
 def test_when_every_engine_fails_the_decision_is_the_strict_level(
-    strict: Level, req: Request, data: st.DataObject, native: NativeEngine, example_counts: Counter
+    strict: Level, req: Request, data: st.DataObject, native: NativeEngine, custom_policy_dir: Path,
+    example_counts: Counter,
 ) -> None:
-    """SPEC §5.1: nobody can decide -> the configured strict level, degraded, engine_unavailable."""
+    """Guarantee 1: nobody can decide (a custom policy set: no native mirror) ->
+    the configured strict level, degraded, engine_unavailable naming the formal
+    process; deny by default, and callback says it may be looser than the policy."""
     first, second = FakeEngine(), FakeEngine()
     good = _native_doc(native, req)
     first.behaviour = FAULTS[0].build(data, good)
     second.behaviour = FAULTS[1].build(data, good)
-    config = None if strict is Level.CALLBACK else {"strict_level": strict.value}  # callback is the default
-    policy = HelpdeskPolicy(engine=first, fallback=[second], config=config)
+    config = None if strict is Level.DENY else {"strict_level": strict.value}  # deny is the default
+    policy = HelpdeskPolicy(engine=first, fallback=[second], config=config, policy_dir=custom_policy_dir)
+    assert policy.engine_names == ["fake", "fake"]  # no native last resort for a custom policy set
     for decision in (policy.decide(req), asyncio.run(policy.adecide(req))):
         assert decision.level is strict
         assert decision.degraded is True and decision.engine == "none"
         assert decision.allowed is strict.allowed and decision.requirements == strict.requirements
-        assert [r.code for r in decision.reasons] == ["engine_unavailable"]
+        codes = {r.code: r for r in decision.reasons}
+        if strict is Level.DENY:
+            assert list(codes) == ["engine_unavailable"]
+            assert FORMAL_PROCESS in codes["engine_unavailable"].message
+        else:
+            assert set(codes) == {"engine_unavailable", "strict_level_may_be_looser"}
+            assert FORMAL_PROCESS in codes["strict_level_may_be_looser"].message
+        assert [(o.code, o.fields) for o in decision.obligations] == [("record_evidence", EVIDENCE_FIELDS[strict])]
         # The fail-closed answer is itself a valid decision.
         Verdict.model_validate(decision.model_dump(mode="json", include=set(Verdict.model_fields)))
     example_counts[f"fail-closed: all engines fail, strict {strict.value}"] += 1
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+@settings(max_examples=max(60, BASE // 4))
+@given(data=st.data())
+def test_with_the_stock_policy_native_ends_every_chain(
+    fault: Fault, data: st.DataObject, native: NativeEngine, example_counts: Counter,
+) -> None:
+    """The caller named one engine only, and it fails: the native mirror still
+    decides (degraded), so a denied request stays denied with its own reasons
+    and an allowed one gets its real level, never the strict answer."""
+    fake = FakeEngine()
+    policy = HelpdeskPolicy(engine=fake)
+    assert policy.engine_names == ["fake", "native"]
+    req = data.draw(requests(), label="request")
+    good = _native_doc(native, req)
+    fake.behaviour = fault.build(data, good)
+    _assert_native_decided(policy.decide(req), good)
+    _assert_native_decided(asyncio.run(policy.adecide(req)), good)
+    example_counts[f"fail-closed: native last resort, {fault.name} (sync+async)"] += 1
+
+
+_DENIED = {  # someone unrelated asking for another person's access: deny
+    "request": {"id": "INC-1", "action": "access_grant", "channel": "phone"},
+    "actor": {"id": "u-9", "type": "human", "relationship": "other", "authenticated": True, "auth_strength": "mfa"},
+    "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active"},
+}
+_ALLOWED = {  # a phone password reset by the holder: step_up
+    "request": {"id": "INC-2", "action": "password_reset", "channel": "phone"},
+    "actor": {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
+    "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active"},
+}
 
 
 def test_bug4_hung_engines_do_not_starve_the_native_fallback(native: NativeEngine) -> None:
@@ -507,28 +557,45 @@ def test_bug4_hung_engines_do_not_starve_the_native_fallback(native: NativeEngin
     fake = FakeEngine()
     fake.behaviour = gate.wait
     policy = HelpdeskPolicy(engine=fake, fallback=["native"], timeout=0.05)
-    deny = {  # someone unrelated asking for another person's access: deny
-        "request": {"id": "INC-1", "action": "access_grant", "channel": "phone"},
-        "actor": {"id": "u-9", "type": "human", "relationship": "other", "authenticated": True, "auth_strength": "mfa"},
-        "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
-                   "status": "active"},
-    }
     try:
-        decisions = [policy.decide(deny) for _ in range(6)]
+        decisions = [policy.decide(_DENIED) for _ in range(6)]
     finally:
         gate.event.set()
         policy.close()
     assert [(d.engine, d.level.value) for d in decisions] == [("native", "deny")] * 6
 
 
+def test_hung_engines_filling_the_pool_still_get_the_policy_s_answer(native: NativeEngine) -> None:
+    """Only one engine named, and it hangs on every call until the pool's 4
+    workers are all stuck: the native last resort still decides every request,
+    sync and async, deny as deny (with its reasons) and allowed at its level."""
+    gate = _Gate()
+    fake = FakeEngine()
+    fake.behaviour = gate.wait
+
+    async def hang(_: Request) -> Any:
+        await asyncio.sleep(30)
+
+    policy = HelpdeskPolicy(engine=fake, timeout=0.05)
+    expected = {doc["request"]["id"]: native.evaluate(parse_request(doc)) for doc in (_DENIED, _ALLOWED)}
+    try:
+        decisions = [policy.decide(doc) for _ in range(4) for doc in (_DENIED, _ALLOWED)]
+        fake.async_behaviour = hang
+        decisions += asyncio.run(policy.adecide_many([_DENIED, _ALLOWED] * 2))
+    finally:
+        gate.event.set()
+        policy.close()
+    for d in decisions:
+        want = expected["INC-1" if d.level is Level.DENY else "INC-2"]
+        assert (d.engine, d.degraded) == ("native", True)
+        assert d.parity_key() == want.parity_key()
+    assert [d.level for d in decisions] == [Level.DENY, Level.STEP_UP] * 6
+    assert "unrelated_requester" in {r.code for r in decisions[0].reasons}
+
+
 def _denied_request_and_a_loose_verdict() -> tuple[Request, Verdict]:
     """A request native denies, and an unvalidated Verdict claiming self_service for it."""
-    req = parse_request({
-        "request": {"id": "INC-1", "action": "access_grant", "channel": "phone"},
-        "actor": {"id": "u-9", "type": "human", "relationship": "other", "authenticated": True, "auth_strength": "mfa"},
-        "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
-                   "status": "active"},
-    })
+    req = parse_request(_DENIED)
     loose = Verdict.model_construct(
         level=Level.SELF_SERVICE, allowed=True, requirements=[], obligations=[], playbook="x",
         reasons=[Reason(code="unrelated_requester", level=Level.DENY, message="deny", refs=[])],
@@ -551,10 +618,10 @@ def test_bug5_an_unvalidated_verdict_instance_is_not_trusted(native: NativeEngin
     fake.behaviour = lambda r: Verdict.model_construct(**good.__dict__)
     decision = HelpdeskPolicy(engine=fake, fallback=["native"]).decide(req)
     assert (decision.engine, decision.level, decision.degraded) == (fake.name, Level.DENY, False)
-    # With no fallback: the strict level, never the loose answer.
+    # With no fallback named: the native last resort, never the loose answer.
     fake.behaviour = lambda r: loose
     decision = HelpdeskPolicy(engine=fake).decide(req)
-    assert (decision.engine, decision.level, decision.degraded) == ("none", Level.CALLBACK, True)
+    assert (decision.engine, decision.level, decision.degraded) == ("native", Level.DENY, True)
 
 
 def test_shadow_mode_does_not_trust_an_unvalidated_verdict_either(native: NativeEngine) -> None:
@@ -731,7 +798,7 @@ def native_policy() -> HelpdeskPolicy:
 def test_corrupted_requests_always_raise_naming_every_path(
     case: tuple[dict[str, Any], list[str], list[str]], native_policy: HelpdeskPolicy, example_counts: Counter
 ) -> None:
-    """SPEC §5.1/§5.5: never a Decision; every corrupted path named; no value echoed."""
+    """guarantees 1 and 5: never a Decision; every corrupted path named; no value echoed."""
     doc, paths, kinds = case
     with pytest.raises(InvalidRequestError) as info:
         native_policy.decide(doc)
@@ -1025,3 +1092,86 @@ def test_testing_module_without_hypothesis_names_the_extra() -> None:
     assert out.stdout.strip() == (
         "helpdesk_policy.testing needs the 'testing' extra: pip install 'helpdesk-policy[testing]'"
     )
+
+
+# ========================== §5.8 one identity, one spelling (issue 8 item 1)
+
+from unicode_ids import ANY_CHAR, holds_refused_character, respelled  # noqa: E402 - tests/ is on sys.path
+
+from helpdesk_policy.models import canonical_identifier  # noqa: E402
+
+
+@settings(max_examples=max(300, BASE), suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_monotone_with_identifiers_from_the_whole_unicode_range(
+    data: st.DataObject, native: NativeEngine, rego: Any, example_counts: Counter
+) -> None:
+    """Guarantee 2 with guarantee 8: identifier fields from every code point (other
+    spellings of one id included) never make a riskier request get a lower
+    level, on native and on the Rego; invalid ones are refused."""
+    change = data.draw(st.sampled_from(RAISES), label="change")
+    doc = data.draw(respelled(change.strategy.map(Request.to_input)), label="request")
+    try:
+        before = parse_request(doc)
+    except InvalidRequestError:
+        example_counts["monotone/unicode ids: refused"] += 1
+        return
+    assert not holds_refused_character(doc)
+    after = _riskier(before, change, data)
+    assert after is not None
+    for engine in (native, rego):
+        assert _level(engine, after) >= _level(engine, before), (change.name, engine.name)
+    example_counts["monotone/unicode ids: checked"] += 1
+
+
+@settings(max_examples=max(200, BASE))
+@given(req=requests())
+def test_generated_identifiers_are_valid_and_canonical(req: Request, example_counts: Counter) -> None:
+    """helpdesk_policy.testing only draws ids the models accept, stored in canonical form."""
+    ids = [req.actor.id, req.target.id, *req.target.owners, *req.actor.roles]
+    ids += [req.actor.on_behalf_of] if req.actor.on_behalf_of is not None else []
+    for value in ids:
+        assert canonical_identifier(value) == value and value == value.strip()
+    assert not holds_refused_character(req.to_input())
+    example_counts["strategies: identifiers checked"] += 1
+
+
+def test_requests_draw_other_spellings_of_one_identity() -> None:
+    """The strategies reach non-ASCII ids, and ids that are one identity only once canonical."""
+    cond = [
+        lambda r: not r.actor.id.isascii(),
+        lambda r: r.actor.relationship is Relationship.SELF and r.actor.type is ActorType.AI_AGENT,
+        lambda r: r.actor.relationship is Relationship.SELF and r.actor.type is ActorType.SERVICE,
+    ]
+    for condition in cond:
+        found = find(requests(), condition, settings=settings(database=None, max_examples=5000, phases=[Phase.generate]))
+        assert condition(found)
+    same = find(st.tuples(requests(), st.sampled_from(["U-1", "Ｕ-２", "BOT-1"])),
+                lambda t: t[0].actor.id == canonical_identifier(t[1]),
+                settings=settings(database=None, max_examples=5000, phases=[Phase.generate]))
+    assert same
+
+
+@settings(max_examples=50)
+@given(
+    a=requests(relationship="self", actor_type="ai_agent"),
+    b=requests(relationship="self", target_type="api_key"),
+    c=requests(actor_id="AGENT-7", target_id="agent-7", target_type="ai_agent"),
+    d=requests(actor_id="u-1", target_id=st.sampled_from(["U-1", "u-2"])),
+)
+def test_self_overrides_follow_one_identity(a: Request, b: Request, c: Request, d: Request) -> None:
+    assert a.target.type is TargetType.AI_AGENT and a.actor.id == a.target.id
+    assert b.actor.type is ActorType.SERVICE
+    assert c.actor.relationship is Relationship.SELF and c.actor.type is ActorType.AI_AGENT and c.actor.id == "agent-7"
+    assert (d.actor.relationship is Relationship.SELF) == (d.target.id == "u-1")
+
+
+def test_self_overrides_of_different_kinds_are_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="never be valid together"):
+        requests(relationship="self", actor_type="ai_agent", target_type="human")
+    with pytest.raises(ValueError, match="never be valid together"):
+        requests(relationship="self", actor_id="AGENT-7", target_id="agent-8")
+    with pytest.raises(ValueError, match="never be valid together"):
+        requests(relationship="other", actor_id="AGENT-7", target_id="ａｇｅｎｔ-７")
+    with pytest.raises(ValueError, match="actor.id"):
+        requests(actor_id="u-1\x00")

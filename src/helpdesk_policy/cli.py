@@ -2,7 +2,7 @@
 
 Commands::
 
-    helpdesk-policy decide FILE... | -     decisions as SPEC §4 JSON (or --format text)
+    helpdesk-policy decide FILE... | -     decisions as JSON (or --format text)
     helpdesk-policy explain FILE | -      the decision as numbered steps for a helpdesk agent
     helpdesk-policy schema request|decision|config   JSON Schema
 
@@ -14,7 +14,7 @@ Exit codes:
 0     decided (a deny is a valid decision)
 1     ``decide --fail-on-deny`` and at least one decision is deny
 2     invalid input or usage: bad request fields (every path listed), unreadable
-      file, bad JSON, bad config or policy directory
+      file, bad JSON, bad config or policy directory, a bad ``--opa-url``
 3     the engine cannot load (e.g. a missing extra; the message names it)
 ====  ===========================================================================
 
@@ -40,12 +40,15 @@ import click
 from . import __version__
 from .cli_errors import CliError
 from .errors import (
+    DocumentError,
+    EngineConfigError,
     EngineUnavailableError,
     FieldError,
     InvalidConfigError,
     InvalidRequestError,
     PolicyLoadError,
 )
+from .loading import load_json, read_text
 
 __all__ = ["main", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
 
@@ -122,21 +125,34 @@ def engine_options(fn: F) -> F:
 
 
 def _read_source(src: str) -> Any:
-    # Read and parse one source; every failure is a usage error (exit 2) naming the source.
+    """Read and parse one source; every failure is a usage error (exit 2) naming the source.
+
+    Parsing is strict (:mod:`helpdesk_policy.loading`): a duplicated key is an
+    error rather than "the last one wins", and deep nesting, NaN or Infinity
+    are refused.
+    """
     name = "<stdin>" if src == "-" else src
     try:
-        text = sys.stdin.read() if src == "-" else Path(src).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read {name}: {exc.strerror or exc}", EXIT_INVALID) from None
-    except UnicodeDecodeError as exc:
-        raise CliError(f"cannot read {name}: not UTF-8 text ({exc.reason})", EXIT_INVALID) from None
-    if not text.strip():
-        raise CliError(f"{name} is empty: expected a request object or an array of them", EXIT_INVALID)
+        text = _read_stdin() if src == "-" else read_text(src)
+        if not text.strip():
+            raise CliError(f"{name} is empty: expected a request object or an array of them", EXIT_INVALID)
+        doc = load_json(text, source=name)
+    except DocumentError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+    if isinstance(doc, list) and not doc:
+        # Deciding nothing and exiting 0 would let a script believe a batch was decided.
+        raise CliError(f"{name} holds an empty array: expected a request object or a non-empty array of them",
+                       EXIT_INVALID)
+    return doc
+
+
+def _read_stdin() -> str:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                       EXIT_INVALID) from None
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise DocumentError("<stdin>", f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DocumentError("<stdin>", f"cannot read: {exc.strerror or exc}") from None
 
 
 def _read_items(sources: Sequence[str]) -> tuple[list[_Item], bool]:
@@ -177,6 +193,10 @@ def _parse(items: Sequence[_Item], single: bool) -> list[Any]:
     return parsed
 
 
+#: The OPA engine options the CLI sets, by the flag that sets them.
+_OPA_FLAGS = {"url": "--opa-url", "token": "--opa-token"}
+
+
 @contextmanager
 def _policy(settings: EngineSettings) -> Iterator[Any]:
     from .facade import HelpdeskPolicy
@@ -193,6 +213,10 @@ def _policy(settings: EngineSettings) -> Iterator[Any]:
         )
     except (InvalidConfigError, PolicyLoadError) as exc:
         raise CliError(str(exc), EXIT_INVALID) from None
+    except EngineConfigError as exc:
+        # e.g. --opa-url ftp://x: a usage error, named by the flag that set it.
+        flag = _OPA_FLAGS.get(exc.option)
+        raise CliError(f"invalid {flag}: {exc}" if flag else str(exc), EXIT_INVALID) from None
     except EngineUnavailableError as exc:
         raise CliError(str(exc), EXIT_ENGINE) from None
     try:
@@ -244,7 +268,7 @@ def _log_to_stderr(ctx: click.Context, level: int) -> None:
 @click.argument("files", nargs=-1, required=True)
 @engine_options
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
-              help="json: exactly the SPEC §4 decision shape; text: a summary for people.")
+              help="json: exactly the documented decision shape; text: a summary for people.")
 @click.option("--fail-on-deny", is_flag=True, help="Exit 1 when any decision is deny (for scripts).")
 def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_deny: bool) -> None:
     """Decide the request(s) in FILES; '-' reads stdin.
@@ -260,9 +284,9 @@ def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_d
         docs = [d.to_dict() for d in decisions]
         click.echo(json.dumps(docs[0] if single else docs, indent=2))
     else:
-        from .render import render_text
+        from .render import printable, render_text
 
-        blocks = [f"== {item.label} ({req.request.id})\n{render_text(d)}"
+        blocks = [f"== {printable(item.label)} ({printable(req.request.id)})\n{render_text(d)}"
                   for item, req, d in zip(items, requests, decisions, strict=True)]
         click.echo("\n\n".join(blocks))
     if fail_on_deny and any(not d.allowed for d in decisions):
@@ -273,7 +297,11 @@ def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_d
 @click.argument("file")
 @engine_options
 def explain(file: str, settings: EngineSettings) -> None:
-    """Explain the decision for the request(s) in FILE ('-' = stdin) as numbered steps for a helpdesk agent."""
+    """Explain the decision for the request in FILE as numbered steps for a helpdesk agent.
+
+    Takes exactly one FILE ('-' reads stdin) holding one request object; a JSON
+    array of requests is explained one after the other.
+    """
     from .render import render_explain
 
     items, single = _read_items((file,))
@@ -302,13 +330,14 @@ def schema(what: str) -> None:
 
 
 # Commands that live in their own modules: bundle build/verify (OPA bundles),
-# test and diff (CI for policy changes).
+# test, diff and init (CI for policy changes).
 from .bundle import bundle as _bundle_group  # noqa: E402
-from .cli_ci import diff_command, test_command  # noqa: E402
+from .cli_ci import diff_command, init_command, test_command  # noqa: E402
 
 main.add_command(_bundle_group)
 main.add_command(test_command)
 main.add_command(diff_command)
+main.add_command(init_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

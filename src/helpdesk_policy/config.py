@@ -1,9 +1,9 @@
-"""The tunable policy parameters (SPEC §3): data, not code.
+"""The tunable policy parameters (the request contract): data, not code.
 
 The same :class:`PolicyConfig` is read by the native engine and, serialised to
 JSON, by the Rego policies as ``data.helpdesk.config``. The stock values live in
 ``policies/config.yaml`` (documented field by field there). Validation refuses
-a config that would break an invariant of SPEC §5, e.g. a ``remote_channels``
+a config that would break a guarantee, e.g. a ``remote_channels``
 set that is not upward-closed in the channel trust order, because such a config
 would make a *less* trusted channel get a *lower* level.
 
@@ -22,12 +22,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
-from .errors import InvalidConfigError
+from .errors import DocumentError, FieldError, InvalidConfigError, field_errors_from_pydantic
 from .levels import Level
-from .models import AUTH_STRENGTH_ORDER, CHANNEL_TRUST_ORDER, MAX_COUNT, Action, AuthStrength, Channel, RiskSignal
+from .loading import load_document
+from .models import (
+    AUTH_STRENGTH_ORDER,
+    CHANNEL_TRUST_ORDER,
+    MAX_COUNT,
+    Action,
+    AuthStrength,
+    Channel,
+    RiskSignal,
+    cross_field_error,
+    field_adapter,
+    printable_problem,
+)
 
 __all__ = ["PolicyConfig", "load_config", "DEFAULT_CONFIG_FILE"]
 
@@ -42,8 +54,42 @@ Hours = Annotated[int, Field(ge=0, le=24 * 365, strict=True)]
 Threshold = Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)]
 
 
+def _data_string(value: str) -> str:
+    # Config strings are compared with request strings (an environment with
+    # critical_environments), and rego-cpp keeps a string it reads from JSON
+    # data in its escaped form: "prodé" arrives as "prod\u00e9" and no longer
+    # equals the same word in the input (the same for '"', '\\' and controls),
+    # so the embedded engine would call an environment non-critical that the
+    # others call critical. Printable ASCII other than those two reads the
+    # same in every engine.
+    problem = printable_problem(value)
+    if problem is None and (not value.isascii() or '"' in value or "\\" in value):
+        problem = "must hold printable ASCII characters other than '\"' and '\\\\' (read alike by every engine)"
+    if problem is not None:
+        raise PydanticCustomError("config_string", problem)
+    return value
+
+
+#: A string the policy compares with a request field (see _data_string).
+DataString = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_data_string)]
+
+
 class PolicyConfig(BaseModel):
-    """Organisation-tunable parameters of the stock policy."""
+    """Organisation-tunable parameters of the stock policy.
+
+    Each key is documented in ``policies/config.yaml``. One is not read by the
+    policy but by the facade:
+
+    ``strict_level``
+        The answer when no engine can decide (every engine in the chain
+        failed; with the stock policies the native mirror ends every chain, so
+        this needs a custom policy set or a broken install). ``deny`` (the
+        default): ``allowed: false`` with the reason ``engine_unavailable``
+        naming the formal process to use instead. ``callback`` keeps the desk
+        running, but it **may be looser than the policy**, which might have
+        denied the request: such decisions also carry the reason
+        ``strict_level_may_be_looser``. Either way they say ``degraded: true``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,7 +106,7 @@ class PolicyConfig(BaseModel):
     callback_tier: Annotated[int, Field(ge=1, le=9, strict=True)]
     vip_level: Level
     ai_agent_level: Level
-    critical_environments: frozenset[Annotated[str, Field(min_length=1)]]
+    critical_environments: frozenset[DataString]
     nhi_wide_consumers: Threshold
     max_secret_age_days: Threshold
     high_risk_signals: frozenset[RiskSignal]
@@ -68,28 +114,13 @@ class PolicyConfig(BaseModel):
     chained_change_window_hours: Hours
     revoke_previous_within_hours: Hours
     break_glass_hours: Hours
-    strict_level: Level = Level.CALLBACK
+    strict_level: Level = Level.DENY
 
     @model_validator(mode="after")
     def _invariants(self) -> PolicyConfig:
-        problems: list[str] = []
-        missing = [a.value for a in Action if a not in self.action_baseline]
-        if missing:
-            problems.append(f"action_baseline: missing actions {missing}")
-        # Upward-closed: if a channel counts as remote, every less trusted one must too.
-        ranks = sorted(CHANNEL_TRUST_ORDER.index(c) for c in self.remote_channels)
-        if ranks and ranks != list(range(ranks[0], len(CHANNEL_TRUST_ORDER))):
-            need = [c.value for c in CHANNEL_TRUST_ORDER[ranks[0]:]]
-            problems.append(f"remote_channels: must contain every channel less trusted than its most trusted member: {need}")
-        if self.callback_tier < self.privileged_tier:
-            problems.append("callback_tier: must be >= privileged_tier")
-        if self.strict_level < Level.CALLBACK:
-            problems.append("strict_level: the fail-closed level must be 'callback' or 'deny'")
-        for name in ("vip_level", "ai_agent_level"):
-            if getattr(self, name) is Level.DENY:
-                problems.append(f"{name}: use a deny rule, not a level, to forbid (must be below 'deny')")
+        problems = _invariant_problems(self.__dict__)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise cross_field_error(type(self).__name__, problems)
         return self
 
     @property
@@ -106,40 +137,98 @@ class PolicyConfig(BaseModel):
         return json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> PolicyConfig:
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str | None = None) -> PolicyConfig:
+        """Validate a config mapping, or raise :class:`InvalidConfigError` listing every problem.
+
+        Field errors and broken invariants are listed together, each on its
+        key; a misspelled key or value gets a "did you mean". ``source`` (the
+        file the keys came from) prefixes every path: ``org.yaml: callback_tier``.
+        """
+        data = dict(data)
         try:
-            return cls.model_validate(dict(data))
+            return cls.model_validate(data)
         except ValidationError as exc:
-            raise InvalidConfigError.from_pydantic(exc) from None
+            errors = list(field_errors_from_pydantic(exc, model=cls))
+        # Pydantic skips _invariants once a field fails: check them on the
+        # fields that are valid alone, so every problem is listed at once.
+        valid: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in cls.model_fields:
+                try:
+                    valid[name] = field_adapter(cls, name).validate_python(value)
+                except ValidationError:
+                    pass
+        seen = {(e.path, e.message) for e in errors}
+        errors += [FieldError(p, m) for p, m in _invariant_problems(valid) if (p, m) not in seen]
+        if source is not None:
+            errors = [FieldError(f"{source}: {e.path}", e.message) for e in errors]
+        raise InvalidConfigError(errors)
+
+
+def _invariant_problems(v: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The config's cross-field invariants, as ``(key, message)`` pairs.
+
+    ``v`` holds validated values; a key that is missing (invalid on its own,
+    already reported) skips the rules that need it.
+    """
+    problems: list[tuple[str, str]] = []
+    if "action_baseline" in v:
+        missing = [a.value for a in Action if a not in v["action_baseline"]]
+        if missing:
+            problems.append(("action_baseline", f"missing actions {missing}"))
+    if "remote_channels" in v:
+        # Upward-closed: if a channel counts as remote, every less trusted one must too.
+        ranks = sorted(CHANNEL_TRUST_ORDER.index(c) for c in v["remote_channels"])
+        if ranks and ranks != list(range(ranks[0], len(CHANNEL_TRUST_ORDER))):
+            need = [c.value for c in CHANNEL_TRUST_ORDER[ranks[0]:]]
+            problems.append(
+                ("remote_channels", f"must contain every channel less trusted than its most trusted member: {need}")
+            )
+    if "callback_tier" in v and "privileged_tier" in v and v["callback_tier"] < v["privileged_tier"]:
+        problems.append(("callback_tier", "must be >= privileged_tier"))
+    if "strict_level" in v and v["strict_level"] < Level.CALLBACK:
+        problems.append(("strict_level", "the fail-closed level must be 'callback' or 'deny'"))
+    for name in ("vip_level", "ai_agent_level"):
+        if v.get(name) is Level.DENY:
+            problems.append((name, "use a deny rule, not a level, to forbid (must be below 'deny')"))
+    return problems
 
 
 def load_config(source: PolicyConfig | Mapping[str, Any] | str | Path | None = None) -> PolicyConfig:
     """Load a :class:`PolicyConfig` from a YAML/JSON file, a mapping, or the stock file.
 
     A file may override only some keys: they are merged over the stock values.
+    Errors name the file and the key (``org.yaml: callback_tier: …``). A
+    :class:`PolicyConfig` instance is validated again: one built by
+    ``model_copy(update=…)`` or ``model_construct`` never was.
+
+    Raises:
+        InvalidConfigError: every problem, each under its key; an unreadable
+            file, invalid YAML/JSON or a duplicated key names the file (and line).
     """
     if isinstance(source, PolicyConfig):
-        return source
+        try:
+            dumped = source.model_dump(warnings=False)
+        except Exception as exc:  # noqa: BLE001 - an unreadable config is an invalid one
+            raise InvalidConfigError([FieldError("(root)", f"cannot be read back ({type(exc).__name__})")]) from None
+        return PolicyConfig.from_mapping(dumped)
     from .policies import stock_policy_dir  # local import: policies imports config
 
     stock = _read_file(stock_policy_dir() / DEFAULT_CONFIG_FILE)
     if source is None:
         return PolicyConfig.from_mapping(stock)
-    overrides = _read_file(Path(source)) if isinstance(source, str | Path) else dict(source)
-    return PolicyConfig.from_mapping({**stock, **overrides})
+    if isinstance(source, str | Path):
+        return PolicyConfig.from_mapping({**stock, **_read_file(Path(source))}, source=str(source))
+    return PolicyConfig.from_mapping({**stock, **dict(source)})
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    from .errors import FieldError
-
+    # Strict reading (loading.py): a duplicated key is an error, not "the last one wins".
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidConfigError([FieldError(str(path), f"cannot read: {exc.strerror}")]) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InvalidConfigError([FieldError(str(path), f"not valid YAML/JSON: {exc}")]) from None
+        data = load_document(path)
+    except DocumentError as exc:
+        where = exc.source if exc.line is None else f"{exc.source}: line {exc.line}"
+        raise InvalidConfigError([FieldError(where, exc.detail)]) from None
     if not isinstance(data, dict):
         raise InvalidConfigError([FieldError(str(path), "must contain a mapping at the top level")])
     return data

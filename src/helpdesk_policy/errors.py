@@ -11,6 +11,8 @@
     ├── DocumentError            a JSON/YAML file is unreadable, has duplicate keys or nests too deep
     ├── SuiteError               an expectation suite file is unreadable or invalid
     ├── DiffError                a policy diff cannot run (bad cases, bad policy source)
+    ├── ResourceLimitError       a Rego test run exceeded its time or memory bound
+    ├── EngineConfigError        an engine option is invalid (bad URL, unreadable CA/cert/key file)
     └── EngineError              an engine could not produce a decision
         ├── EngineUnavailableError   cannot load (missing extra, server down, breaker open)
         │   └── CircuitOpenError         the breaker refused the call without attempting it
@@ -19,6 +21,7 @@
         ├── EngineTimeoutError       no answer within the deadline
         ├── UndefinedDecisionError   the policy produced no decision (Rego "undefined")
         └── MalformedDecisionError   the engine answered something that is not a decision
+            └── ResponseTooLargeError    the server's answer is larger than allowed
 
 The facade catches ``EngineError`` to move to the next engine in the chain; it
 never catches ``InvalidRequestError``: bad input is the caller's to fix, and a
@@ -27,6 +30,9 @@ decision for it would be a guess.
 
 from __future__ import annotations
 
+import difflib
+import re
+import typing
 from collections.abc import Iterable, Sequence
 from typing import Any
 from dataclasses import dataclass
@@ -37,11 +43,13 @@ __all__ = [
     "InvalidRequestError",
     "InvalidConfigError",
     "PolicyLoadError",
+    "EngineConfigError",
     "EngineError",
     "EngineUnavailableError",
     "EngineTimeoutError",
     "UndefinedDecisionError",
     "MalformedDecisionError",
+    "ResponseTooLargeError",
     "CircuitOpenError",
     "OpaHTTPError",
     "PolicyRevisionMismatchError",
@@ -50,6 +58,7 @@ __all__ = [
     "DocumentError",
     "SuiteError",
     "DiffError",
+    "ResourceLimitError",
 ]
 
 
@@ -82,22 +91,76 @@ class _ValidationFailure(HelpdeskPolicyError):
         return [e.path for e in self.errors]
 
     @classmethod
-    def from_pydantic(cls, exc: object, prefix: str = "") -> _ValidationFailure:
-        return cls(list(field_errors_from_pydantic(exc, prefix)))
+    def from_pydantic(cls, exc: object, prefix: str = "", model: type | None = None) -> _ValidationFailure:
+        return cls(list(field_errors_from_pydantic(exc, prefix, model)))
 
 
-def field_errors_from_pydantic(exc: object, prefix: str = "") -> Iterable[FieldError]:
+def field_errors_from_pydantic(exc: object, prefix: str = "", model: type | None = None) -> Iterable[FieldError]:
     """Turn a ``pydantic.ValidationError`` into our ``FieldError`` list.
 
     Input values are deliberately not echoed back: a bad field may hold a
-    credential someone pasted into a ticket (SPEC §5.5).
+    credential someone pasted into a ticket (guarantee 5). A misspelled
+    vocabulary word or key gets a hint instead (``— did you mean
+    'password_reset'?``) that quotes only the vocabulary; ``model``, the
+    pydantic model that was validated, lets an unknown key be matched with
+    the keys allowed where it sits.
     """
-    for err in exc.errors(include_input=False, include_url=False):  # type: ignore[attr-defined]
+    for err in exc.errors(include_url=False):  # type: ignore[attr-defined]
         loc = [str(p) for p in err.get("loc", ())]
         path = ".".join(loc) if loc else "(root)"
         if prefix:
             path = f"{prefix}.{path}" if loc else prefix
-        yield FieldError(path=path, message=err.get("msg", "invalid"))
+        message = err.get("msg", "invalid")
+        hint = _did_you_mean(err, model)
+        if hint is not None:
+            message = f"{message} — did you mean {hint!r}?"
+        yield FieldError(path=path, message=message)
+
+
+#: Longer inputs get no hint: a vocabulary word is short, and a long string
+#: is more likely pasted text than a misspelling.
+_HINT_MAX_LENGTH = 64
+
+
+def _did_you_mean(err: dict[str, Any], model: type | None) -> str | None:
+    """The vocabulary word or key closest to what was sent (difflib), if one is close."""
+    kind = err.get("type")
+    if kind in ("enum", "literal_error"):
+        word = err.get("input")
+        # pydantic lists the expected values as "'a', 'b' or 'c'"; enum values hold no quote.
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    elif kind == "extra_forbidden" and model is not None and err.get("loc"):
+        word = err["loc"][-1]
+        choices = _keys_at(model, err["loc"][:-1])
+    else:
+        return None
+    if not isinstance(word, str) or not choices or len(word) > _HINT_MAX_LENGTH:
+        return None
+    close = difflib.get_close_matches(word.casefold(), choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _keys_at(model: type, loc: Sequence[Any]) -> list[str]:
+    """The field names of the (nested) pydantic model found at ``loc`` inside ``model``."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if isinstance(fields, dict) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    # The model inside ``X | None``, ``Annotated[X, …]`` or ``list[X]``.
+    if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 class InvalidRequestError(_ValidationFailure, ValueError):
@@ -151,6 +214,34 @@ class MalformedDecisionError(EngineError):
     """The engine returned something that is not a valid decision."""
 
 
+class ResponseTooLargeError(MalformedDecisionError):
+    """The server's answer is larger than the engine accepts (``max_response_bytes``).
+
+    Reading stopped at the limit; not retried, since asking again would only
+    fetch as much again. Counted against the circuit breaker like any
+    malformed answer.
+    """
+
+    retryable = False
+
+
+class EngineConfigError(HelpdeskPolicyError, ValueError):
+    """An engine option is invalid: a bad URL, a missing or unreadable CA,
+    certificate or key file, a number out of range.
+
+    ``option`` names the option (``url``, ``ca_file``…); the message names it
+    too, with the file's path where there is one, and never a credential (a
+    password in a URL is shown as ``***``). A ``ValueError``, raised when the
+    engine is built, so a misconfiguration fails at start-up rather than
+    degrading every decision.
+    """
+
+    def __init__(self, message: str, *, engine: str = "", option: str = "") -> None:
+        super().__init__(f"{engine}: {message}" if engine else message)
+        self.engine = engine
+        self.option = option
+
+
 class CircuitOpenError(EngineUnavailableError):
     """The circuit breaker is open: the call was refused without being attempted."""
 
@@ -164,10 +255,14 @@ class OpaHTTPError(EngineError):
     """OPA answered with an HTTP error status.
 
     ``code`` and ``opa_message`` are OPA's error ``code`` and ``message``
-    (``{"code": "invalid_parameter", "message": …, "errors": […]}``); the
-    detailed ``errors`` are kept on the exception but only their codes and
-    locations go into its text, because an evaluation error can quote input
-    values and error texts end up in decision logs (SPEC §5.5).
+    (``{"code": "invalid_parameter", "message": …, "errors": […]}``), as far
+    as a server can be trusted with them: a ``code`` that is not an
+    identifier-like token is dropped (None), and the message has its control
+    and format characters (newlines, ESC…) replaced and is cut to 200
+    characters. The detailed ``errors`` are kept on the exception (the same
+    way cleaned, at most 20) but only their codes and locations go into its
+    text, because an evaluation error can quote input values and error texts
+    end up in decision logs (guarantee 5).
     """
 
     def __init__(
@@ -243,3 +338,11 @@ class DiffError(HelpdeskPolicyError, ValueError):
         more = len(self.errors) - len(shown)
         tail = f"\n  … and {more} more" if more > 0 else ""
         super().__init__(f"cannot diff ({len(self.errors)} problem(s)):\n{lines}{tail}")
+
+
+class ResourceLimitError(HelpdeskPolicyError):
+    """A run was stopped at its bound: ``limit`` is ``"time"`` or ``"memory"``."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit

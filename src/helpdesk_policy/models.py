@@ -1,4 +1,4 @@
-"""Typed models of a helpdesk request and of a decision (SPEC §3 and §4).
+"""Typed models of a helpdesk request and of a decision (the request and decision contracts).
 
 Every vocabulary is a closed enum: an unknown action, channel or signal is a
 validation error, never silently ignored. Unknown fields are errors too, so a
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -28,8 +29,10 @@ from typing import Annotated, Any, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -61,6 +64,8 @@ __all__ = [
     "parse_request",
     "cross_field_errors",
     "construct_trusted",
+    "canonical_identifier",
+    "MAX_ID_LENGTH",
     "MAX_COUNT",
     "MAX_HOURS",
     "HOURS_DECIMALS",
@@ -101,7 +106,7 @@ class Channel(str, enum.Enum):
 #: Channels from most to least trusted. The portal runs inside an authenticated
 #: session; a walk-in can show ID; an API call carries its own credential; chat,
 #: email and phone are impersonable, phone most of all (voice cloning, caller-ID
-#: spoofing: CISA AA23-320A). Monotonicity (SPEC §5.2) is stated against this order.
+#: spoofing: CISA AA23-320A). Monotonicity (guarantee 2) is stated against this order.
 CHANNEL_TRUST_ORDER: tuple[Channel, ...] = (
     Channel.SELF_SERVICE_PORTAL,
     Channel.WALK_IN,
@@ -177,7 +182,97 @@ class RiskSignal(str, enum.Enum):
     URGENCY_PRESSURE = "urgency_pressure"
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+#: The longest identifier, as sent and in canonical form.
+MAX_ID_LENGTH = 256
+
+#: Unicode general categories no identifier (nor ``request.id`` or
+#: ``target.environment``) may hold: controls (Cc: NUL, CR/LF, ESC…), format
+#: characters (Cf: zero-width spaces and joiners, bidi controls, the BOM),
+#: surrogates (Cs), private use (Co), unassigned code points and
+#: noncharacters (Cn), line and paragraph separators (Zl, Zp). Why: rego-cpp
+#: reads a string only up to a NUL (``"u-7\x00x"`` is ``"u-7"`` there and not
+#: in Python or OPA), a lone surrogate is not UTF-8 that any engine can read,
+#: and the rest are invisible or break lines, so two spellings that look the
+#: same to a person could name different identities (or a newline could forge
+#: a step in ``explain``). Every other character is one that Python, rego-cpp
+#: and OPA compare identically, as long as identifiers are only compared with
+#: each other (never with ``data`` strings: see config.py's environments).
+#: What is unassigned depends on the Unicode version of the running Python.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable_problem(value: str) -> str | None:
+    """What makes ``value`` unfit for an identifier-like field, or None. Never quotes it."""
+    if value.isascii():
+        # ASCII's only non-printable characters are its controls (Cc).
+        if not value.isprintable():
+            return "must hold printable characters only (no control or format characters)"
+    elif any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in value):
+        return "must hold printable characters only (no control or format characters)"
+    if value != value.strip():
+        return "must not begin or end with whitespace"
+    return None
+
+
+def canonical_identifier(value: str) -> str:
+    """The one spelling identifiers are stored and compared in: ``NFKC(casefold(NFKC(value)))``.
+
+    ``AGENT-7``, ``agent-7`` and ``ａｇｅｎｔ-７`` (fullwidth) are one identity,
+    so a requester cannot escape a rule about itself (``relationship: self``,
+    ownership of an NHI) by spelling its own id differently.
+
+    >>> canonical_identifier("ＡＧＥＮＴ-７"), canonical_identifier("Straße")
+    ('agent-7', 'strasse')
+    """
+    if value.isascii():  # NFKC leaves ASCII alone, and casefold is lower() there
+        return value.lower()
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+
+
+def _printable(value: str) -> str:
+    problem = printable_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("printable", problem)
+    return value
+
+
+def _identifier(value: str) -> str:
+    problem = printable_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("printable", problem)
+    if value.isascii():
+        # Lower-casing keeps printable ASCII printable, its length and its edges.
+        return value.lower()
+    canonical = canonical_identifier(value)
+    # The canonical form obeys the same rules (NFKC can turn a leading
+    # U+00A8 into a space, or expand one character into many), and is a fixed
+    # point, so canonicalising a stored id again never changes it.
+    if len(canonical) > MAX_ID_LENGTH:
+        raise PydanticCustomError("identifier_length", f"is longer than {MAX_ID_LENGTH} characters once normalised")
+    problem = printable_problem(canonical)
+    if problem is not None:
+        raise PydanticCustomError("printable", f"{problem} once normalised")
+    if canonical_identifier(canonical) != canonical:
+        raise PydanticCustomError("identifier_unstable", "has no stable normalised form")
+    return canonical
+
+
+#: An identity identifier (``actor.id``, ``target.id``, owners, roles,
+#: ``on_behalf_of``): printable, no surrounding whitespace, at most
+#: MAX_ID_LENGTH characters as sent (so normalising it stays cheap) and once
+#: normalised, and stored in canonical form, so every engine compares the same
+#: string (guarantee 8).
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_identifier)]
+#: A ticket number shown to people: the identifier rules, spelling kept.
+TicketId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_printable)]
+
+
+def _not_a_number(value: Any) -> Any:
+    # Lax datetime parsing reads a number as a Unix time, and True as 1 (1970):
+    # only a date-time (an RFC 3339 string, or a datetime object) is one.
+    if isinstance(value, bool | int | float):
+        raise PydanticCustomError("datetime_type", "must be an RFC 3339 date-time string")
+    return value
 
 #: The largest count a request (or a config threshold, see config.py) may
 #: carry. Every engine must read a number exactly as Python does: rego-cpp keeps
@@ -205,12 +300,12 @@ def _hours_resolution(value: float) -> float:
     # the cut can move a change into the chained-change window but never out
     # of it: fail closed. Decimal(repr) keeps what the caller wrote (1.001
     # stays 1.001, where floor(1.001 * 1000) would give 1.0), and the result
-    # is monotone in the input (SPEC §5.2).
+    # is monotone in the input (guarantee 2).
     return float(Decimal(repr(value)).quantize(_HOURS_QUANTUM, rounding=ROUND_FLOOR))
 
 
 Hours = Annotated[
-    float, Field(ge=0, le=MAX_HOURS, allow_inf_nan=False), AfterValidator(_hours_resolution)
+    float, Field(ge=0, le=MAX_HOURS, allow_inf_nan=False, strict=True), AfterValidator(_hours_resolution)
 ]
 
 
@@ -224,12 +319,15 @@ _M = TypeVar("_M", bound=BaseModel)
 class RequestInfo(_Strict):
     """What is being asked, through which channel."""
 
-    id: Identifier
+    id: TicketId
     action: Action
     channel: Channel
+    # Free text: anything (newlines, controls) but a lone surrogate, which is
+    # not UTF-8 that any engine could read (pydantic refuses it in a string
+    # with a length bound, as in every field here).
     justification: Annotated[str, Field(max_length=4000)] | None = None
-    emergency: bool = False
-    requested_at: datetime | None = None
+    emergency: StrictBool = False
+    requested_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = None
 
 
 class Actor(_Strict):
@@ -238,7 +336,7 @@ class Actor(_Strict):
     id: Identifier
     type: ActorType
     relationship: Relationship
-    authenticated: bool
+    authenticated: StrictBool
     auth_strength: AuthStrength
     on_behalf_of: Identifier | None = None
     roles: list[Identifier] = Field(default_factory=list, max_length=256)
@@ -255,16 +353,18 @@ class Target(_Strict):
 
     id: Identifier
     type: TargetType
-    privileged: bool
+    privileged: StrictBool
     privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)]
-    vip: bool
+    vip: StrictBool
     status: TargetStatus
-    environment: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # Printable like an identifier, spelling kept (compared with the config's
+    # critical_environments as written).
+    environment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)] | None = None
     owners: list[Identifier] = Field(default_factory=list, max_length=256)
-    owner_active: bool | None = None
+    owner_active: StrictBool | None = None
     secret_age_days: Count | None = None
     consumers: Count | None = None
-    in_secrets_manager: bool | None = None
+    in_secrets_manager: StrictBool | None = None
 
 
 class Context(_Strict):
@@ -283,7 +383,7 @@ class Context(_Strict):
 
 
 class Request(_Strict):
-    """One helpdesk request about one identity (SPEC §3)."""
+    """One helpdesk request about one identity (the request contract)."""
 
     request: RequestInfo
     actor: Actor
@@ -292,23 +392,9 @@ class Request(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
-        a, t = self.actor, self.target
-        errors = _consistency(a.relationship, a.id, t.id, a.authenticated, a.auth_strength, self.request.action, t.type)
+        errors = _consistency(_cross_field_values(self))
         if errors:
-            # A ValidationError raised here keeps each error's own location
-            # (actor.relationship, not the model root); pydantic merges it
-            # into the caller's error list, prefixed when Request is nested.
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError(_CROSS_FIELD_ERROR, message),
-                        loc=tuple(path.split(".")),
-                        input=None,  # never echo a value (SPEC §5.5)
-                    )
-                    for path, message in errors
-                ],
-            )
+            raise cross_field_error(type(self).__name__, errors)
         return self
 
     def to_input(self) -> dict[str, Any]:
@@ -319,22 +405,76 @@ class Request(_Strict):
 _CROSS_FIELD_ERROR = "inconsistent_fields"
 
 
-def _consistency(
-    relationship: Relationship | None,
-    actor_id: str | None,
-    target_id: str | None,
-    authenticated: bool | None,
-    auth_strength: AuthStrength | None,
-    action: Action | None,
-    target_type: TargetType | None,
-) -> list[tuple[str, str]]:
+def cross_field_error(title: str, errors: list[tuple[str, str]]) -> ValidationError:
+    """A ValidationError for cross-field rule violations, each at its own field.
+
+    Raised from a model validator, it keeps each error's location
+    (``actor.relationship``, not the model root); pydantic merges it into the
+    caller's error list, prefixed when the model is nested.
+    """
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError(_CROSS_FIELD_ERROR, message),
+                loc=tuple(path.split(".")),
+                input=None,  # never echo a value (guarantee 5)
+            )
+            for path, message in errors
+        ],
+    )
+
+
+#: The fields the cross-field rules read, by section, with their models.
+_CROSS_FIELD_INPUTS: tuple[tuple[str, str, type[BaseModel]], ...] = (
+    ("request", "action", RequestInfo),
+    ("actor", "id", Actor),
+    ("actor", "type", Actor),
+    ("actor", "relationship", Actor),
+    ("actor", "authenticated", Actor),
+    ("actor", "auth_strength", Actor),
+    ("target", "id", Target),
+    ("target", "type", Target),
+)
+
+
+def _cross_field_values(req: Request) -> dict[str, Any]:
+    # Spelled out rather than looped over _CROSS_FIELD_INPUTS: this runs on every validation.
+    a, t = req.actor, req.target
+    return {
+        "request.action": req.request.action, "actor.id": a.id, "actor.type": a.type,
+        "actor.relationship": a.relationship, "actor.authenticated": a.authenticated,
+        "actor.auth_strength": a.auth_strength, "target.id": t.id, "target.type": t.type,
+    }
+
+
+def self_kind_matches(actor_type: ActorType, target_type: TargetType) -> bool:
+    """Whether an actor of ``actor_type`` can *be* a target of ``target_type``.
+
+    A person is a human target, an AI agent an ai_agent target, and an
+    automation (service) any other non-human identity. Without this an AI
+    agent could claim ``self`` on a human target that carries its id and skip
+    the rules about recovering someone else's account.
+    """
+    if actor_type is ActorType.HUMAN:
+        return target_type is TargetType.HUMAN
+    if actor_type is ActorType.AI_AGENT:
+        return target_type is TargetType.AI_AGENT
+    return target_type.is_nhi and target_type is not TargetType.AI_AGENT
+
+
+def _consistency(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The cross-field rules of a request, as ``(field path, message)`` pairs.
 
-    ``None`` means the field is missing or invalid on its own (already reported
-    as a field error): a rule that needs it is not checked. Messages name the
-    fields and the vocabulary, never a value the caller sent.
+    ``values`` maps the dotted paths of ``_CROSS_FIELD_INPUTS`` to validated
+    values; a missing or ``None`` one is missing or invalid on its own (already
+    reported as a field error), and a rule that needs it is not checked.
+    Identifiers are in canonical form, so they are compared as one spelling.
+    Messages name the fields and the vocabulary, never a value the caller sent.
     """
+    v = values.get
     errors: list[tuple[str, str]] = []
+    relationship, actor_id, target_id = v("actor.relationship"), v("actor.id"), v("target.id")
     if relationship is not None and actor_id is not None and target_id is not None:
         is_self = relationship is Relationship.SELF
         same_id = actor_id == target_id
@@ -342,6 +482,15 @@ def _consistency(
             errors.append(("actor.relationship", "is 'self' but actor.id differs from target.id"))
         if same_id and not is_self:
             errors.append(("actor.relationship", "actor.id equals target.id, so relationship must be 'self'"))
+    actor_type, target_type = v("actor.type"), v("target.type")
+    if relationship is Relationship.SELF and actor_type is not None and target_type is not None:
+        if not self_kind_matches(actor_type, target_type):
+            errors.append((
+                "actor.relationship",
+                "is 'self' but actor.type and target.type are not the same kind of identity "
+                "(human and human, ai_agent and ai_agent, service and a non-human target other than ai_agent)",
+            ))
+    authenticated, auth_strength, action = v("actor.authenticated"), v("actor.auth_strength"), v("request.action")
     if authenticated is not None and auth_strength is not None:
         if authenticated and auth_strength is AuthStrength.NONE:
             errors.append(("actor.auth_strength", "is 'none' but actor.authenticated is true"))
@@ -353,7 +502,12 @@ def _consistency(
 
 
 @functools.cache
-def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+def field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    """A validator for one field of ``model`` alone, with the constraints the model declares.
+
+    Used to check cross-field rules on raw data whose other fields may be
+    invalid (pydantic skips model validators once a field fails).
+    """
     info = model.model_fields[name]
     if not info.metadata:
         return TypeAdapter(info.annotation)
@@ -368,7 +522,7 @@ def _raw_field(data: Mapping[str, Any], model: type[BaseModel], section: str, na
     if not isinstance(part, Mapping) or name not in part:
         return None
     try:
-        return _field_adapter(model, name).validate_python(part[name])
+        return field_adapter(model, name).validate_python(part[name])
     except ValidationError:
         return None
 
@@ -381,19 +535,12 @@ def cross_field_errors(data: Request | Mapping[str, Any]) -> list[tuple[str, str
     errors (pydantic skips model validators once a field fails).
     """
     if isinstance(data, Request):
-        a, t = data.actor, data.target
-        return _consistency(a.relationship, a.id, t.id, a.authenticated, a.auth_strength, data.request.action, t.type)
+        return _consistency(_cross_field_values(data))
     if not isinstance(data, Mapping):
         return []
-    return _consistency(
-        _raw_field(data, Actor, "actor", "relationship"),
-        _raw_field(data, Actor, "actor", "id"),
-        _raw_field(data, Target, "target", "id"),
-        _raw_field(data, Actor, "actor", "authenticated"),
-        _raw_field(data, Actor, "actor", "auth_strength"),
-        _raw_field(data, RequestInfo, "request", "action"),
-        _raw_field(data, Target, "target", "type"),
-    )
+    return _consistency({
+        f"{section}.{name}": _raw_field(data, model, section, name) for section, name, model in _CROSS_FIELD_INPUTS
+    })
 
 
 def parse_request(data: Request | Mapping[str, Any]) -> Request:
@@ -402,20 +549,41 @@ def parse_request(data: Request | Mapping[str, Any]) -> Request:
     The error lists every bad field path at once, never just the first:
     field errors and cross-field errors (``actor.relationship`` vs the ids…)
     together, each under the path of the field concerned.
+
+    A model instance is validated again, like a dict: one built by
+    ``model_copy(update=…)``, ``model_construct`` or a subclass (frozen models
+    invite the first) was never validated, and could carry a plain string
+    where an enum belongs, a tier of 99, or an id in another spelling. It is
+    dumped and the dump validated with exactly :class:`Request`, so nothing a
+    subclass adds (fields, validators) reaches a decision unchecked.
     """
-    if isinstance(data, Request):
-        return data
+    if isinstance(data, BaseModel):
+        data = _dumped(data)
+    elif isinstance(data, Mapping):
+        data = {k: _dumped(v, str(k)) if isinstance(v, BaseModel) else v for k, v in data.items()}
     if not isinstance(data, Mapping):
         raise InvalidRequestError.from_pydantic(_type_error(data))  # type: ignore[return-value]
     try:
         return Request.model_validate(data)
     except ValidationError as exc:
-        errors = list(field_errors_from_pydantic(exc))
+        errors = list(field_errors_from_pydantic(exc, model=Request))
         # When a field fails, pydantic never runs Request._consistent: check
         # the cross-field rules on the raw data (each field validated alone).
         seen = {(e.path, e.message) for e in errors}
         errors += [FieldError(p, m) for p, m in cross_field_errors(data) if (p, m) not in seen]
         raise InvalidRequestError(errors) from None
+
+
+def _dumped(model: BaseModel, path: str = "(root)") -> Any:
+    """``model`` as plain data to validate again (see :func:`parse_request`).
+
+    Serialisation warnings are off: a model built without validation holds
+    values of the wrong type by definition, and validation reports them.
+    """
+    try:
+        return model.model_dump(mode="python", warnings=False)
+    except Exception as exc:  # noqa: BLE001 - whatever an unvalidated model holds, the answer is "invalid"
+        raise InvalidRequestError([FieldError(path, f"cannot be read back ({type(exc).__name__})")]) from None
 
 
 def _type_error(data: object) -> ValidationError:
@@ -470,7 +638,7 @@ def _reason_order(r: Reason) -> tuple[int, str, str]:
 
 class Verdict(_Strict):
     """What a policy engine decides: the part of a :class:`Decision` that every
-    engine must agree on (SPEC §5.3). Validation checks its internal consistency
+    engine must agree on (guarantee 3). Validation checks its internal consistency
     so a malformed engine answer is rejected rather than trusted."""
 
     level: Level
@@ -514,10 +682,16 @@ class Verdict(_Strict):
         codes = [o.code for o in self.obligations]
         if len(codes) != len(set(codes)):
             raise ValueError("obligation codes must be unique")
+        # The playbook is what an agent opens: one named for a lower level
+        # (``mfa-reset-self-service`` on a callback) would walk them through
+        # less than the decision requires.
+        slug = "-" + self.level.value.replace("_", "-")
+        if not self.playbook.endswith(slug):
+            raise ValueError(f"playbook does not end with {slug!r}, the slug of level {self.level.value!r}")
         return self
 
     def parity_key(self) -> tuple[Any, ...]:
-        """What SPEC §5.3 says every engine must agree on."""
+        """What guarantee 3 says every engine must agree on."""
         return (
             self.level,
             self.allowed,
@@ -528,9 +702,9 @@ class Verdict(_Strict):
 
 
 class Decision(Verdict):
-    """A decision for one request (SPEC §4), with its provenance.
+    """A decision for one request (the decision contract), with its provenance.
 
-    ``to_dict()`` / ``to_json()`` give exactly the SPEC §4 shape.
+    ``to_dict()`` / ``to_json()`` give exactly the decision contract's shape.
     """
 
     engine: str
@@ -540,7 +714,7 @@ class Decision(Verdict):
     input_digest: str
 
     def to_dict(self) -> dict[str, Any]:
-        """The SPEC §4 JSON object (obligation parameters that do not apply are left out)."""
+        """The decision contract's JSON object (obligation parameters that do not apply are left out)."""
         return self.model_dump(mode="json", exclude_none=True)
 
     def to_json(self, *, indent: int | None = 2) -> str:

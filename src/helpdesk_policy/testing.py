@@ -6,17 +6,30 @@ Install the extra: ``pip install 'helpdesk-policy[testing]'``.
   objects over the whole vocabulary: human, non-human (NHI) and AI-agent or
   service requesters, every action, channel, status and risk signal, optional
   NHI facts sometimes missing, and the fields that depend on each other kept
-  consistent (``relationship`` is ``self`` exactly when ``actor.id == target.id``,
+  consistent (``relationship`` is ``self`` exactly when ``actor.id == target.id``
+  in canonical form, and then the actor is of the target's kind,
   ``authenticated`` is false exactly when ``auth_strength`` is ``none``,
-  ``service_account_create`` only targets an NHI).
+  ``service_account_create`` only targets an NHI). Identifiers are any
+  printable text (fullwidth, accented, mixed case…), never control or format
+  characters.
 * :func:`request_dicts` gives the same requests as plain JSON-ready dicts,
   the form a ticketing webhook sends.
 * :func:`configs` generates **valid** :class:`~helpdesk_policy.config.PolicyConfig`
   objects by varying the stock config, every validator satisfied.
 
-Every field can be pinned or narrowed by its dotted path, with a value or a
-strategy; a field whose name is unambiguous may also be named bare, and every
-request field as ``<section>_<field>`` (``target_type``, ``actor_id``):
+Every field can be pinned or narrowed, with a value (pinned) or a hypothesis
+strategy (narrowed), named in any of four ways:
+
+========================================  =====================================
+``**{"target.privilege_tier": 2}``        the dotted path (always works)
+``privilege_tier=2``                      the bare field name, when only one
+                                          section has it (``id`` and ``type``
+                                          are ambiguous: a TypeError says so)
+``target_type="api_key"``                 ``<section>_<field>``, for any field
+``target={"privileged": True, ...}``      a section and a mapping of its fields
+========================================  =====================================
+
+Unnamed fields are drawn over the whole vocabulary.
 
 >>> from hypothesis import given, settings, strategies as st
 >>> from helpdesk_policy import HelpdeskPolicy, Level
@@ -37,6 +50,20 @@ The keyword form reads better when the name is unambiguous:
 ... def test_agents_never_make_themselves_admin(req):
 ...     assert policy.decide(req).level is Level.DENY
 >>> test_agents_never_make_themselves_admin()
+
+and a section mapping groups the fields of one section:
+
+>>> @settings(max_examples=30)
+... @given(requests(action="mfa_reset", channel="phone",
+...                 target={"type": "human", "privileged": True, "privilege_tier": st.integers(1, 9)}))
+... def test_phone_mfa_reset_of_a_privileged_account(req):
+...     assert req.target.privileged and req.request.channel.value == "phone"
+...     assert policy.decide(req).level >= Level.CALLBACK
+>>> test_phone_mfa_reset_of_a_privileged_account()
+>>> requests(target={"privilege_teir": 2})
+Traceback (most recent call last):
+  ...
+TypeError: requests(): unknown field 'target.privilege_teir'; fields of target are ['id', 'type', 'privileged', 'privilege_tier', 'vip', 'status', 'environment', 'owners', 'owner_active', 'secret_age_days', 'consumers', 'in_secrets_manager']
 
 Overrides never yield an invalid request: fields that depend on an override
 follow it (pinning ``relationship="self"`` makes ``target.id`` equal
@@ -64,7 +91,7 @@ import enum
 import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 try:
     from hypothesis import reject
@@ -75,12 +102,13 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         "helpdesk_policy.testing needs the 'testing' extra: pip install 'helpdesk-policy[testing]'"
     ) from exc
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .config import PolicyConfig, load_config
 from .levels import Level
 from .models import (
     CHANNEL_TRUST_ORDER,
+    MAX_ID_LENGTH,
     Action,
     Actor,
     ActorType,
@@ -94,13 +122,17 @@ from .models import (
     Target,
     TargetStatus,
     TargetType,
+    canonical_identifier,
+    field_adapter,
+    printable_problem,
+    self_kind_matches,
 )
 
 __all__ = ["requests", "request_dicts", "configs", "REQUEST_FIELDS", "CONFIG_FIELDS"]
 
 _T = TypeVar("_T")
 
-#: Sections of a request and the model of each (SPEC §3).
+#: Sections of a request and the model of each (the request contract).
 _SECTIONS: dict[str, type[BaseModel]] = {
     "request": RequestInfo,
     "actor": Actor,
@@ -139,21 +171,12 @@ _AMBIGUOUS = {
 # ------------------------------------------------------------------ field checks
 
 
-@functools.lru_cache(maxsize=None)
-def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+def _field_error(model: type[BaseModel], name: str, value: Any) -> str | None:
     # One field validated on its own, with the constraints the model declares,
     # so a generated or pinned value is checked against the model as it is
     # today (if the model tightens a bound, generation follows).
-    info = model.model_fields[name]
-    annotation: Any = info.annotation
-    if info.metadata:
-        annotation = Annotated[(annotation, *info.metadata)]  # type: ignore[valid-type]
-    return TypeAdapter(annotation)
-
-
-def _field_error(model: type[BaseModel], name: str, value: Any) -> str | None:
     try:
-        _field_adapter(model, name).validate_python(value)
+        field_adapter(model, name).validate_python(value)
     except ValidationError as exc:
         return "; ".join(e["msg"] for e in exc.errors(include_input=False, include_url=False))
     return None
@@ -185,10 +208,32 @@ _NHI_TYPES = [t.value for t in TargetType if t.is_nhi]
 _NON_SELF = [r.value for r in Relationship if r is not Relationship.SELF]
 _STRONG = [s.value for s in AuthStrength if s is not AuthStrength.NONE]
 
+#: Characters an identifier may hold (models.printable_problem refuses the rest).
+_PRINTABLE = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
+def _printable_text(max_size: int, *, identifier: bool = False) -> SearchStrategy[str]:
+    """Printable text the models accept: no surrounding whitespace, and for an
+    identifier a canonical form that is valid too (NFKC can add a leading space)."""
+    def valid(s: str) -> bool:
+        if printable_problem(s) is not None:
+            return False
+        if not identifier:
+            return True
+        c = canonical_identifier(s)
+        return len(c) <= MAX_ID_LENGTH and printable_problem(c) is None and canonical_identifier(c) == c
+
+    return st.text(_PRINTABLE, min_size=1, max_size=max_size).filter(valid)
+
+
 #: A small pool of identifiers, so owners, principals and actors collide often
-#: (an actor who owns the NHI, an agent acting for the target), plus any text.
+#: (an actor who owns the NHI, an agent acting for the target), the same ids in
+#: other spellings (one identity once canonical), plus any printable text.
 _ID_POOL = ["u-1", "u-2", "u-3", "mgr-1", "svc-1", "key-1", "bot-1"]
-_IDS: SearchStrategy[str] = st.one_of(st.sampled_from(_ID_POOL), st.text(min_size=1, max_size=24))
+_ID_SPELLINGS = ["U-1", "Ｕ-２", "BOT-1", "ｂｏｔ-1", "Key-1"]
+_IDS: SearchStrategy[str] = st.one_of(
+    st.sampled_from(_ID_POOL), st.sampled_from(_ID_SPELLINGS), _printable_text(24, identifier=True)
+)
 
 #: Counts: mostly small (thresholds live there), sometimes anything the model
 #: accepts, because integrations do send absurd numbers.
@@ -207,6 +252,11 @@ _HOURS: SearchStrategy[float] = st.one_of(
 )
 
 _ENVIRONMENTS = ["production", "prod", "staging", "dev", "test", "Production"]
+#: What a config string the policy compares with a request may hold
+#: (config.DataString): printable ASCII but '"' and '\\', no surrounding space.
+_CONFIG_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), min_size=1, max_size=16
+).filter(lambda s: s == s.strip())
 
 _TIMES = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.sampled_from([timezone.utc, None])
@@ -221,7 +271,7 @@ def _maybe(strategy: SearchStrategy[_T]) -> SearchStrategy[_T | None]:
 #: (ids, relationship, authentication, target type, owners) are drawn in
 #: :func:`_request_doc`; their entries here are what they start from.
 _REQUEST_DEFAULTS: dict[str, SearchStrategy[Any]] = {
-    "request.id": st.one_of(st.integers(1, 99999).map(lambda n: f"INC-{n}"), st.text(min_size=1, max_size=32)),
+    "request.id": st.one_of(st.integers(1, 99999).map(lambda n: f"INC-{n}"), _printable_text(32)),
     "request.action": st.sampled_from(_ACTIONS),
     "request.channel": st.sampled_from([c.value for c in Channel]),
     "request.justification": _maybe(st.text(max_size=120)),
@@ -242,7 +292,7 @@ _REQUEST_DEFAULTS: dict[str, SearchStrategy[Any]] = {
     "target.vip": st.booleans(),
     # Mostly active (most tickets are), every status reachable.
     "target.status": st.one_of(st.just(TargetStatus.ACTIVE.value), st.sampled_from([s.value for s in TargetStatus])),
-    "target.environment": _maybe(st.one_of(st.sampled_from(_ENVIRONMENTS), st.text(min_size=1, max_size=64))),
+    "target.environment": _maybe(st.one_of(st.sampled_from(_ENVIRONMENTS), _printable_text(64))),
     "target.owners": st.lists(_IDS, max_size=3),
     "target.owner_active": _maybe(st.booleans()),
     "target.secret_age_days": _maybe(_COUNTS),
@@ -264,9 +314,27 @@ _REQUEST_DEFAULTS.update({p: _REQUEST_DEFAULTS[p].filter(_request_field_ok(p)) f
 # -------------------------------------------------------------------- overrides
 
 
+def _expand_sections(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``target={"privileged": True}`` -> ``("target.privileged", True)``; other keys as given."""
+    out: list[tuple[str, Any]] = []
+    for key, value in overrides.items():
+        if key not in _SECTIONS:
+            out.append((key, value))
+            continue
+        if not isinstance(value, Mapping):
+            raise TypeError(f"requests(): {key}= takes a mapping of its fields (e.g. {key}={{...: value}}); "
+                            f"to narrow one field with a strategy, put the strategy inside the mapping")
+        leaves = list(_SECTIONS[key].model_fields)
+        for leaf, leaf_value in value.items():
+            if leaf not in leaves:
+                raise TypeError(f"requests(): unknown field '{key}.{leaf}'; fields of {key} are {leaves}")
+            out.append((f"{key}.{leaf}", leaf_value))
+    return out
+
+
 def _normalise_request_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in overrides.items():
+    for key, value in _expand_sections(overrides):
         path = key if key in REQUEST_FIELDS else _REQUEST_ALIASES.get(key)
         if path is None:
             if key in _AMBIGUOUS:
@@ -303,8 +371,11 @@ def _check_pinned_request(p: Mapping[str, Any]) -> None:
     # The model's cross-field rules, for values pinned together.
     problems = []
     if "actor.relationship" in p and "actor.id" in p and "target.id" in p:
-        if (p["actor.relationship"] == "self") != (p["actor.id"] == p["target.id"]):
-            problems.append("actor.relationship is 'self' exactly when actor.id == target.id")
+        if (p["actor.relationship"] == "self") != _same_id(p["actor.id"], p["target.id"]):
+            problems.append("actor.relationship is 'self' exactly when actor.id == target.id (in canonical form)")
+    if p.get("actor.relationship") == "self" and "actor.type" in p and "target.type" in p:
+        if not _kinds_match(p["actor.type"], p["target.type"]):
+            problems.append("relationship 'self' needs an actor.type of the target.type's kind")
     if "actor.authenticated" in p and "actor.auth_strength" in p:
         if p["actor.authenticated"] == (p["actor.auth_strength"] == "none"):
             problems.append("actor.authenticated is false exactly when actor.auth_strength is 'none'")
@@ -312,6 +383,23 @@ def _check_pinned_request(p: Mapping[str, Any]) -> None:
         problems.append("service_account_create needs a non-human target.type")
     if problems:
         raise ValueError("requests(): the pinned overrides can never be valid together: " + "; ".join(problems))
+
+
+def _same_id(a: str, b: str) -> bool:
+    return canonical_identifier(a) == canonical_identifier(b)
+
+
+def _kinds_match(actor_type: str, target_type: str) -> bool:
+    try:
+        return self_kind_matches(ActorType(actor_type), TargetType(target_type))
+    except ValueError:  # not a vocabulary word: the model refuses it anyway
+        return False
+
+
+#: For relationship 'self': the actor type a target type's identity has, and
+#: the target types an actor type can be (models.self_kind_matches).
+_SELF_ACTOR = {t.value: next(a.value for a in ActorType if self_kind_matches(a, t)) for t in TargetType}
+_SELF_TARGETS = {a.value: [t.value for t in TargetType if self_kind_matches(a, t)] for a in ActorType}
 
 
 def _as_strategy(value: Any) -> SearchStrategy[Any]:
@@ -339,39 +427,49 @@ def _request_doc(draw: Callable[[SearchStrategy[Any]], Any], overrides: Mapping[
             section, name = path.split(".", 1)
             doc[section][name] = pick(path)
 
-    # service_account_create only makes sense for (and is only valid with) an NHI.
-    action = doc["request"]["action"]
-    if "target.type" in overrides:
-        target_type = override("target.type")
-    elif action == Action.SERVICE_ACCOUNT_CREATE.value:
-        target_type = draw(st.sampled_from(_NHI_TYPES))
-    else:
-        target_type = pick("target.type")
-    if action == Action.SERVICE_ACCOUNT_CREATE.value and target_type == TargetType.HUMAN.value:
-        reject()  # only reachable when overrides draw both
-
-    # relationship is 'self' exactly when the ids are equal: whichever of the
-    # three is free follows the ones that are given.
+    # relationship is 'self' exactly when the ids are equal (in canonical
+    # form): whichever of the three is free follows the ones that are given.
     rel, actor_id, target_id = override("actor.relationship"), override("actor.id"), override("target.id")
     if rel is None:
         if actor_id is not None and target_id is not None:
-            rel = "self" if actor_id == target_id else draw(st.sampled_from(_NON_SELF))
+            rel = "self" if _same_id(actor_id, target_id) else draw(st.sampled_from(_NON_SELF))
         else:
             rel = pick("actor.relationship")
-    if rel == Relationship.SELF.value:
+    is_self = rel == Relationship.SELF.value
+    if is_self:
         if actor_id is None:
             actor_id = target_id if target_id is not None else pick("actor.id")
         if target_id is None:
             target_id = actor_id
-        if actor_id != target_id:
+        if not _same_id(actor_id, target_id):
             reject()
     else:
         if actor_id is None:
             actor_id = _other_id(draw, "actor.id", target_id)
         if target_id is None:
             target_id = _other_id(draw, "target.id", actor_id)
-        if actor_id == target_id:
+        if _same_id(actor_id, target_id):
             reject()
+
+    # service_account_create only makes sense for (and is only valid with) an
+    # NHI; and an actor that is the target ('self') is of the target's kind.
+    action = doc["request"]["action"]
+    actor_type = override("actor.type")
+    if "target.type" in overrides:
+        target_type = override("target.type")
+    else:
+        choices = _NHI_TYPES if action == Action.SERVICE_ACCOUNT_CREATE.value else None
+        if is_self and actor_type in _SELF_TARGETS:
+            choices = [t for t in _SELF_TARGETS[actor_type] if choices is None or t in choices]
+            if not choices:
+                reject()  # a pinned human actor that is the target of service_account_create
+        target_type = draw(st.sampled_from(choices)) if choices else pick("target.type")
+    if actor_type is None:
+        actor_type = _SELF_ACTOR.get(target_type) if is_self else pick("actor.type")
+    if action == Action.SERVICE_ACCOUNT_CREATE.value and target_type == TargetType.HUMAN.value:
+        reject()  # only reachable when overrides draw both
+    if is_self and not _kinds_match(actor_type, target_type):
+        reject()  # only reachable when overrides draw both
 
     # authenticated is false exactly when auth_strength is 'none'.
     authenticated, strength = override("actor.authenticated"), override("actor.auth_strength")
@@ -393,6 +491,7 @@ def _request_doc(draw: Callable[[SearchStrategy[Any]], Any], overrides: Mapping[
             owners = [actor_id, *owners]
 
     doc["request"]["action"] = action
+    doc["actor"]["type"] = actor_type
     doc["target"]["type"] = target_type
     doc["actor"].update(id=actor_id, relationship=rel, authenticated=authenticated, auth_strength=strength)
     doc["target"].update(id=target_id, owners=owners)
@@ -403,14 +502,14 @@ def _other_id(draw: Callable[[SearchStrategy[Any]], Any], path: str, other: str 
     # An id different from ``other`` without a filter: hypothesis analyses the
     # source of every new filter lambda, which is slow when built per draw.
     value: str = draw(_REQUEST_DEFAULTS[path])
-    if value == other:
-        value = draw(st.sampled_from([i for i in _ID_POOL if i != other]))
+    if other is not None and _same_id(value, other):
+        value = draw(st.sampled_from([i for i in _ID_POOL if not _same_id(i, other)]))
     return value
 
 
 _DEPENDENT = frozenset(
-    {"target.type", "actor.id", "target.id", "actor.relationship", "actor.authenticated", "actor.auth_strength",
-     "target.owners"}
+    {"target.type", "actor.type", "actor.id", "target.id", "actor.relationship", "actor.authenticated",
+     "actor.auth_strength", "target.owners"}
 )
 
 
@@ -428,9 +527,11 @@ def requests(**overrides: Any) -> SearchStrategy[Request]:
     Args:
         **overrides: pin or narrow fields. Keys are dotted paths
             (``"target.type"``, pass them with ``**{...}``), bare leaf names where
-            unambiguous (``action``, ``channel``, ``privilege_tier``) or
-            ``<section>_<leaf>`` (``target_type``, ``actor_id``). Values are a
-            value (an enum member or its string) or a hypothesis strategy.
+            unambiguous (``action``, ``channel``, ``privilege_tier``),
+            ``<section>_<leaf>`` (``target_type``, ``actor_id``), or a section
+            (``request``, ``actor``, ``target``, ``context``) with a mapping of
+            its leaves. Values are a value (an enum member or its string) or a
+            hypothesis strategy.
 
     Returns:
         A strategy whose every example passes the model's validation. Fields
@@ -463,7 +564,7 @@ def requests(**overrides: Any) -> SearchStrategy[Request]:
 
 
 def request_dicts(**overrides: Any) -> SearchStrategy[dict[str, Any]]:
-    """The requests of :func:`requests` as JSON-ready dicts (SPEC §3, every field present).
+    """The requests of :func:`requests` as JSON-ready dicts (every field present).
 
     Args:
         **overrides: as for :func:`requests`.
@@ -525,7 +626,7 @@ def _config_defaults() -> dict[str, SearchStrategy[Any]]:
         "ai_agent_level": _near(s.ai_agent_level, st.sampled_from(_BELOW_DENY)),
         "critical_environments": _near(
             s.critical_environments,
-            st.frozensets(st.one_of(st.sampled_from(_ENVIRONMENTS), st.text(min_size=1, max_size=16)), max_size=4).map(sorted),
+            st.frozensets(st.one_of(st.sampled_from(_ENVIRONMENTS), _CONFIG_TEXT), max_size=4).map(sorted),
         ),
         "nhi_wide_consumers": _near(s.nhi_wide_consumers, st.one_of(st.integers(1, 50), st.integers(min_value=1))),
         "max_secret_age_days": _near(s.max_secret_age_days, st.one_of(st.integers(1, 400), st.integers(min_value=1))),
