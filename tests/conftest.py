@@ -29,6 +29,22 @@ def policy_set():
     return PolicySet.load()
 
 
+@pytest.fixture(scope="session")
+def custom_policy_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the stock policies with one comment added: a custom policy set.
+    The native mirror refuses to stand in for it, so when every engine fails
+    nothing can decide and the facade answers its strict level."""
+    import shutil
+
+    from helpdesk_policy.policies import stock_policy_dir
+
+    target = tmp_path_factory.mktemp("custom") / "policies"
+    shutil.copytree(stock_policy_dir(), target)
+    common = target / "helpdesk" / "common.rego"
+    common.write_text(common.read_text(encoding="utf-8") + "\n# our organisation's copy\n", encoding="utf-8")
+    return target
+
+
 # --------------------------------------------------------------------------
 # Example counters: property and differential tests record how many examples
 # they ran (``example_counts["parity/stock"] += 1``); the totals are printed in

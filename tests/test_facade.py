@@ -1,17 +1,40 @@
-"""The facade's own contract: engine loading, the decision envelope, the log sink."""
+"""The facade's own contract: engine loading and the chain's last resort, the decision
+envelope, the log sink and what its records keep of identifiers, closing (sync and async)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from helpdesk_policy import EngineUnavailableError, HelpdeskPolicy, InvalidRequestError, Level
+from helpdesk_policy import (
+    EngineUnavailableError,
+    HelpdeskPolicy,
+    InvalidConfigError,
+    InvalidRequestError,
+    Level,
+    PolicyConfig,
+    load_config,
+)
+from helpdesk_policy import facade, testing
 from helpdesk_policy.engines import ENGINES
+from helpdesk_policy.engines.base import BaseEngine
+from helpdesk_policy.engines.native import NativeEngine
+from helpdesk_policy.models import Decision, Request, parse_request
 from helpdesk_policy.policies import PolicySet
+
+DENIED = {  # someone unrelated asking for another person's access: deny
+    "request": {"id": "INC-2", "action": "access_grant", "channel": "phone"},
+    "actor": {"id": "u-9", "type": "human", "relationship": "other", "authenticated": True, "auth_strength": "mfa"},
+    "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active"},
+}
 
 REQUEST = {
     "request": {"id": "INC-1", "action": "password_reset", "channel": "phone",
@@ -34,17 +57,47 @@ def test_unknown_engine_is_refused() -> None:
         HelpdeskPolicy(engine="cedar")
 
 
-def test_auto_without_regopy_falls_back_to_native_and_says_degraded(
+def test_auto_without_the_rego_extra_decides_with_native_not_degraded_and_warns_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A missing optional install is not a fault: ``degraded`` stays false (an
+    alert on it would fire on every decision), and one warning per process
+    names the extra to install."""
     monkeypatch.setitem(ENGINES, "rego", ("helpdesk_policy_no_such_module", "RegoEngine", "rego"))
+    monkeypatch.setattr(facade, "_MISSING_WARNED", set())  # as in a fresh process
     with caplog.at_level(logging.WARNING, logger="helpdesk_policy"):
         policy = HelpdeskPolicy()
+        HelpdeskPolicy()
+        decision = policy.decide(REQUEST)
     assert policy.engine_names == ["native"]
-    assert "unavailable" in caplog.text
-    decision = policy.decide(REQUEST)
-    assert decision.engine == "native"
-    assert decision.degraded is True  # the preferred engine could not be used
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    assert "engine 'rego' unavailable" in warnings[0].getMessage()
+    assert "pip install 'helpdesk-policy[rego]'" in warnings[0].getMessage()
+    assert (decision.engine, decision.degraded) == ("native", False)
+
+
+def test_a_named_engine_failing_at_runtime_hands_over_to_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``engine="rego"`` alone still ends its chain with the native mirror
+    (stock policy): a rego failure is a degraded native decision, not the
+    strict answer."""
+    policy = HelpdeskPolicy(engine="rego")
+    assert policy.engine_names == ["rego", "native"]
+    expected = HelpdeskPolicy(engine="native").decide(DENIED)
+
+    def broken(request: object) -> object:
+        raise RuntimeError("interpreter crashed")
+
+    monkeypatch.setattr(policy.engines[0], "evaluate", broken)
+    decision = policy.decide(DENIED)
+    assert (decision.engine, decision.degraded) == ("native", True)
+    assert decision.parity_key() == expected.parity_key() and decision.level is Level.DENY
+
+
+def test_the_stock_strict_level_is_deny() -> None:
+    assert load_config().strict_level is Level.DENY
+    assert PolicyConfig.model_fields["strict_level"].default is Level.DENY
+    assert HelpdeskPolicy(engine="native", config={"strict_level": "callback"}).config.strict_level is Level.CALLBACK
 
 
 def test_auto_prefers_rego_and_is_not_degraded() -> None:
@@ -123,7 +176,7 @@ def test_decide_many_validates_everything_first() -> None:
 
 
 def test_rego_engine_is_safe_across_threads() -> None:
-    # One interpreter per thread over one compiled bundle (NOTES.md: a shared
+    # One interpreter per thread over one compiled bundle (measured: a shared
     # interpreter corrupts results). 4 threads x 50 decisions must all agree.
     from concurrent.futures import ThreadPoolExecutor
 
@@ -132,3 +185,180 @@ def test_rego_engine_is_safe_across_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         keys = list(pool.map(lambda _: policy.decide(REQUEST).parity_key(), range(200)))
     assert all(k == expected for k in keys)
+
+
+# ------------------------------------------------------------ decision-log masking
+
+#: An AI agent asking, for a person, to reissue an NHI's key: every identifier field is set.
+IDENTIFIED = {
+    "request": {"id": "INC-77", "action": "api_key_reissue", "channel": "api",
+                "justification": "the old key is sk-live-hunter2", "emergency": False},
+    "actor": {"id": "bot-helper", "type": "ai_agent", "relationship": "owner", "authenticated": True,
+              "auth_strength": "mfa", "on_behalf_of": "alice.smith", "roles": ["helpdesk_bot", "reader"]},
+    "target": {"id": "key-prod-17", "type": "api_key", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active", "environment": "production", "owners": ["alice.smith", "bot-helper"],
+               "owner_active": True},
+}
+_ID_VALUES = ["bot-helper", "alice.smith", "helpdesk_bot", "reader", "key-prod-17"]
+
+
+def _record(**options: object) -> dict:
+    records: list[dict] = []
+    HelpdeskPolicy(engine="native", log_sink=records.append, **options).decide(IDENTIFIED)  # type: ignore[arg-type]
+    (record,) = records
+    return record
+
+
+def _sha_pid(value: str, key: bytes | None = None) -> str:
+    import hashlib
+    import hmac
+
+    mac = hmac.new(key, value.encode(), hashlib.sha256) if key else hashlib.sha256(value.encode())
+    return "pid:" + mac.hexdigest()[:16]
+
+
+def test_log_record_pseudonymizes_identifiers_by_default() -> None:
+    record = _record()
+    actor, target = record["input"]["actor"], record["input"]["target"]
+    assert actor["id"] == _sha_pid("bot-helper") and actor["on_behalf_of"] == _sha_pid("alice.smith")
+    assert actor["roles"] == [_sha_pid("helpdesk_bot"), _sha_pid("reader")]
+    assert target["id"] == _sha_pid("key-prod-17")
+    # One identifier, one pseudonym: "the requester is an owner" stays visible.
+    assert target["owners"] == [_sha_pid("alice.smith"), _sha_pid("bot-helper")] and actor["id"] in target["owners"]
+    assert record["input"]["request"]["id"] == "INC-77" and target["environment"] == "production"
+    assert record["input"]["request"]["justification"] == "[redacted]"
+    assert sorted(record["masked"]) == ["/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles",
+                                        "/input/request/justification", "/input/target/id", "/input/target/owners"]
+    assert record["erased"] == []
+    text = json.dumps(record)
+    assert not [v for v in _ID_VALUES if v in text] and "hunter2" not in text
+    # Still a valid request, which decides as the original did (diff can replay it).
+    native = HelpdeskPolicy(engine="native")
+    assert native.decide(record["input"]).parity_key() == native.decide(IDENTIFIED).parity_key()
+
+
+def test_log_record_pseudonyms_are_keyed_when_a_key_is_given() -> None:
+    for key in (b"k" * 32, "a passphrase"):
+        record = _record(log_pseudonym_key=key)
+        raw = key.encode() if isinstance(key, str) else key
+        assert record["input"]["actor"]["id"] == _sha_pid("bot-helper", raw) != _sha_pid("bot-helper")
+        assert "passphrase" not in json.dumps(record)
+
+
+def test_log_record_keeps_identifiers_when_asked() -> None:
+    record = _record(log_identifiers="keep")
+    expected = parse_request(IDENTIFIED).to_input()
+    expected["request"]["justification"] = "[redacted]"  # free text is never kept
+    assert record["input"] == expected
+    assert record["input"]["actor"]["id"] == "bot-helper" and record["input"]["target"]["owners"] == [
+        "alice.smith", "bot-helper"]
+    assert (record["masked"], record["erased"]) == (["/input/request/justification"], [])
+
+
+def test_log_record_drops_identifiers_when_asked() -> None:
+    record = _record(log_identifiers="drop")
+    assert "id" not in record["input"]["actor"] and "id" not in record["input"]["target"]
+    for section, key in (("actor", "on_behalf_of"), ("actor", "roles"), ("target", "owners")):
+        assert key not in record["input"][section]
+    assert sorted(record["erased"]) == ["/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles",
+                                        "/input/target/id", "/input/target/owners"]
+    assert record["input"]["request"]["id"] == "INC-77" and record["input"]["target"]["environment"] == "production"
+    text = json.dumps(record)
+    assert not [v for v in _ID_VALUES if v in text] and "hunter2" not in text
+
+
+def test_log_masking_options_are_checked_without_echoing_the_key() -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        HelpdeskPolicy(engine="native", log_identifiers="hash", log_pseudonym_key=12345)  # type: ignore[arg-type]
+    assert set(info.value.paths) == {"log_identifiers", "log_pseudonym_key"}
+    assert "12345" not in str(info.value)
+    with pytest.raises(InvalidConfigError, match="log_pseudonym_key"):
+        HelpdeskPolicy(engine="native", log_pseudonym_key=b"")
+
+
+_MARKED_IDS = st.one_of(
+    st.sampled_from(["Qx-alice", "Qx-bob", "Qx-svc"]),  # a small pool, so ids collide (actor = owner, …)
+    st.text(st.characters(categories=("L", "N")), min_size=3, max_size=12).map(lambda s: "Qx§" + s),
+)
+
+
+@pytest.mark.parametrize("mode", ["pseudonymize", "drop"])
+@settings(max_examples=150)
+@given(req=testing.requests(
+    actor_id=_MARKED_IDS, target_id=_MARKED_IDS, on_behalf_of=st.one_of(st.none(), _MARKED_IDS),
+    owners=st.lists(_MARKED_IDS, max_size=3, unique=True), roles=st.lists(_MARKED_IDS, max_size=3),
+    justification=st.one_of(st.none(), st.text(max_size=40).map(lambda s: "Jx§" + s)),
+    request_id=st.integers(1, 10**6).map(lambda n: f"INC-{n}"),
+), key=st.one_of(st.none(), st.binary(min_size=1, max_size=16)))
+def test_no_identifier_or_free_text_reaches_a_masked_record(mode: str, req: Request, key: bytes | None) -> None:
+    """Guarantee 5: whatever the request, a pseudonymized or dropped record holds
+    none of its identifier values and never its justification."""
+    records: list[dict] = []
+    policy = HelpdeskPolicy(engine="native", log_sink=records.append, log_identifiers=mode,  # type: ignore[arg-type]
+                            log_pseudonym_key=key)
+    policy.decide(req)
+    (record,) = records
+    secrets = [req.actor.id, req.target.id, *req.actor.roles, *req.target.owners]
+    secrets += [v for v in (req.actor.on_behalf_of, req.request.justification) if v is not None]
+    for text in (json.dumps(record), json.dumps(record, ensure_ascii=False)):
+        leaked = [v for v in secrets if v in text or json.dumps(v)[1:-1] in text]
+        assert not leaked, leaked
+
+
+# ----------------------------------------------------------------------- closing
+
+
+class _Closable(BaseEngine):
+    """Delegates to native; records how it was closed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closed: list[str] = []
+        self._native = NativeEngine(PolicySet.load())
+
+    def evaluate(self, request: Request) -> object:
+        return self._native.evaluate(request)
+
+    def close(self) -> None:
+        self.closed.append("close")
+
+
+class _AsyncClosable(_Closable):
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+        self.closed.append("aclose")
+
+
+def test_async_with_awaits_aclose_where_an_engine_has_one() -> None:
+    first, second = _AsyncClosable("first"), _Closable("second")
+
+    async def main() -> Decision:
+        async with HelpdeskPolicy(engine=first, fallback=[second]) as policy:
+            return await policy.adecide(REQUEST)
+
+    assert asyncio.run(main()).engine == "first"
+    assert (first.closed, second.closed) == (["aclose"], ["close"])
+
+
+def test_async_with_an_opa_engine_leaves_no_unclosed_session(caplog: pytest.LogCaptureFixture) -> None:
+    """``async with HelpdeskPolicy(engine="opa", …)`` closes the aiohttp session
+    on its own loop: aiohttp never reports an "Unclosed client session"."""
+    import gc
+    import warnings
+
+    pytest.importorskip("opa_client", reason="the opa engine needs the 'opa' extra")
+    pytest.importorskip("opa_bindings", reason="the OPA test server needs opa-golib-python-bindings (make dev)")
+    from opa_server import OpaTestServer
+
+    async def main(url: str) -> Decision:
+        async with HelpdeskPolicy(engine="opa", engine_options={"opa": {"url": url}}) as policy:
+            return await policy.adecide(REQUEST)
+
+    with OpaTestServer(PolicySet.load()) as server, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with caplog.at_level(logging.DEBUG, logger="asyncio"):
+            decision = asyncio.run(main(server.url))
+            gc.collect()
+    assert (decision.engine, decision.degraded) == ("opa", False)
+    assert "Unclosed" not in caplog.text
+    assert not [w for w in seen if "Unclosed" in str(w.message)]

@@ -1,24 +1,48 @@
-"""Digests and redaction: what may leave the process about a request (SPEC §5.5).
+"""Digests, redaction and pseudonyms: what may leave the process about a request (guarantee 5).
 
 The input digest is ``sha256:`` over the validated request's canonical JSON, so
 the same request gives the same digest whatever key order or duplicate signals
 it arrived with. ``redact`` removes free text a requester controls (the
-justification may hold a pasted password) before anything is logged.
+justification may hold a pasted password) before anything is logged, and masks
+the identity identifiers as the caller chooses (:data:`LOG_IDENTIFIER_MODES`).
+
+>>> pseudonym("u-123") == pseudonym("u-123") != pseudonym("u-124")
+True
+>>> pseudonym("u-123", key=b"k")[:4], len(pseudonym("u-123", key=b"k"))
+('pid:', 20)
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import hmac
+from typing import Any, Literal
 
+from .errors import FieldError, InvalidConfigError
 from .models import Request
 
-__all__ = ["input_digest", "redact", "REDACTED"]
+__all__ = [
+    "input_digest", "redact", "pseudonym", "REDACTED", "LogIdentifiers", "LOG_IDENTIFIER_MODES",
+    "IDENTIFIER_FIELDS",
+]
 
 REDACTED = "[redacted]"
 
 #: Free-text fields a requester controls: never logged verbatim.
 _FREE_TEXT = (("request", "justification"),)
+
+#: What a redacted request keeps of its identity identifiers:
+#: ``"pseudonymize"`` replaces each with :func:`pseudonym`, ``"keep"`` keeps
+#: them verbatim, ``"drop"`` removes the fields.
+LogIdentifiers = Literal["pseudonymize", "keep", "drop"]
+LOG_IDENTIFIER_MODES: tuple[str, ...] = ("pseudonymize", "keep", "drop")
+
+#: The fields of a request that name an identity (or, for ``roles``, what an
+#: identity may do in the directory), as ``(section, key)``. ``request.id``
+#: (a ticket number) and ``target.environment`` are not identities and are kept.
+IDENTIFIER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("actor", "id"), ("actor", "on_behalf_of"), ("actor", "roles"), ("target", "id"), ("target", "owners"),
+)
 
 
 def input_digest(request: Request) -> str:
@@ -27,10 +51,64 @@ def input_digest(request: Request) -> str:
     return "sha256:" + hashlib.sha256(request.__pydantic_serializer__.to_json(request)).hexdigest()
 
 
-def redact(request: Request) -> dict[str, Any]:
-    """The request as a JSON-ready dict with free-text fields replaced by ``[redacted]``."""
+def pseudonym(identifier: str, key: bytes | None = None) -> str:
+    """``"pid:"`` + the first 16 hex digits of HMAC-SHA256(``key``, ``identifier``).
+
+    The same identifier always gives the same pseudonym under one key, so
+    relations survive (the requester is the target, or one of its owners).
+    Without a key it is plain SHA-256: anyone who can guess an identifier
+    ("u-1042", an e-mail address) can confirm it, so unkeyed pseudonyms hide
+    identifiers only from readers who cannot enumerate them.
+    """
+    data = identifier.encode("utf-8", "surrogatepass")
+    digest = hmac.new(key, data, hashlib.sha256) if key else hashlib.sha256(data)
+    return "pid:" + digest.hexdigest()[:16]
+
+
+def redact(
+    request: Request, *, identifiers: LogIdentifiers = "keep", key: bytes | None = None,
+    masked: list[str] | None = None, erased: list[str] | None = None,
+) -> dict[str, Any]:
+    """The request as a JSON-ready dict, safe to log.
+
+    Free-text fields are always replaced by ``[redacted]``. Identity
+    identifiers (:data:`IDENTIFIER_FIELDS`) follow ``identifiers``.
+
+    Args:
+        request: a validated request (not modified).
+        identifiers: ``"keep"``, ``"pseudonymize"`` (with ``key``, see
+            :func:`pseudonym`) or ``"drop"``.
+        key: the pseudonym key; ``None`` = unkeyed SHA-256.
+        masked: if given, receives the JSON pointer (``/request/justification``)
+            of every value replaced.
+        erased: if given, receives the JSON pointer of every field removed.
+
+    Raises:
+        InvalidConfigError: ``identifiers`` is not one of the modes.
+    """
+    if identifiers not in LOG_IDENTIFIER_MODES:
+        raise InvalidConfigError([FieldError("identifiers", f"must be one of {list(LOG_IDENTIFIER_MODES)}")])
     doc = request.model_dump(mode="json")
-    for section, key in _FREE_TEXT:
-        if doc.get(section, {}).get(key) is not None:
-            doc[section][key] = REDACTED
+    for section, name in _FREE_TEXT:
+        if doc[section].get(name) is not None:
+            doc[section][name] = REDACTED
+            _note(masked, section, name)
+    if identifiers == "keep":
+        return doc
+    for section, name in IDENTIFIER_FIELDS:
+        value = doc[section].get(name)
+        if identifiers == "drop":
+            if name in doc[section]:
+                del doc[section][name]
+                _note(erased, section, name)
+        elif value:  # None and [] say nothing about anyone: kept as they are
+            doc[section][name] = (
+                [pseudonym(v, key) for v in value] if isinstance(value, list) else pseudonym(value, key)
+            )
+            _note(masked, section, name)
     return doc
+
+
+def _note(paths: list[str] | None, section: str, name: str) -> None:
+    if paths is not None:
+        paths.append(f"/{section}/{name}")

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -28,27 +30,43 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import PolicyConfig
-from .digest import input_digest, redact
+from .digest import LOG_IDENTIFIER_MODES, LogIdentifiers, input_digest, redact
 from .engines import Engine, load_engine
-from .engines.native import NativeEngine
+from .engines.native import EVIDENCE_FIELDS, NativeEngine
 from .errors import (
     EngineError,
     EngineTimeoutError,
     EngineUnavailableError,
     FieldError,
+    InvalidConfigError,
     InvalidRequestError,
     MalformedDecisionError,
 )
-from .levels import REQUIREMENTS
-from .models import Decision, Obligation, Reason, Request, Verdict, construct_trusted, parse_request
+from .levels import Level
+from .models import Decision, Request, Verdict, construct_trusted, parse_request
 from .policies import PolicySet
 
-__all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
+__all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN", "FORMAL_PROCESS", "NO_ENGINE"]
 
 log = logging.getLogger("helpdesk_policy")
 
 #: ``engine="auto"``: the embedded Rego first, the native mirror if it fails.
 AUTO_CHAIN = ("rego", "native")
+
+#: The ``engine`` of the fail-closed answer, when no engine could decide.
+NO_ENGINE = "none"
+
+#: What to do instead when no policy engine can decide (the fail-closed answer names it).
+FORMAL_PROCESS = (
+    "handle the request through the documented manual identity-verification process with the security team; "
+    "do not act on this channel until a policy engine decides"
+)
+
+# Optional extras missing under engine="auto" are logged once per process at
+# WARNING (later at DEBUG): a missing install is not a fault, and an alert on
+# every HelpdeskPolicy() would be noise.
+_MISSING_WARNED: set[str] = set()
+_MISSING_LOCK = threading.Lock()
 
 #: Called with one decision-log record per decision (see :meth:`HelpdeskPolicy.decide`).
 DecisionSink = Callable[[dict[str, Any]], None]
@@ -58,6 +76,20 @@ EngineSpec = str | Engine
 
 class HelpdeskPolicy:
     """Decide helpdesk requests with a chain of engines that fails closed.
+
+    Engine chain: the engine you name, then ``fallback`` in order. When the
+    policy set is the stock one (the native mirror loads for it), the chain
+    always ends with the native engine, even if you named only ``"rego"`` or
+    ``"opa"``: it runs on the caller's thread and cannot hang, so a request the
+    policy denies is still denied when every other engine fails. A decision
+    says which ``engine`` answered and ``degraded: true`` when it was not the
+    first one. Only when no engine can decide (a custom policy set, every
+    engine failing) is the answer the config's ``strict_level``:
+    ``deny`` by default, with ``degraded: true`` and the reason
+    ``engine_unavailable`` naming the formal process to use instead
+    (:data:`FORMAL_PROCESS`). With ``strict_level: callback`` the decision
+    also carries ``strict_level_may_be_looser``: the policy itself might have
+    denied the request.
 
     Args:
         engine: ``"auto"`` (rego, then native), an engine name (``"rego"``,
@@ -71,14 +103,49 @@ class HelpdeskPolicy:
             The native engine always runs on the caller's thread: it is pure
             Python with no I/O and cannot hang, and it must stay able to
             decide when other engines' hung calls occupy the worker threads.
-        log_sink: called with a redacted decision-log record per decision.
+        log_sink: called with one decision-log record per decision (below).
+        log_identifiers: what a record keeps of the identity identifiers in
+            the request (``actor.id``, ``actor.on_behalf_of``, ``actor.roles``,
+            ``target.id``, ``target.owners``):
+
+            * ``"pseudonymize"`` (default): each becomes ``"pid:"`` + 16 hex
+              digits of HMAC-SHA256(``log_pseudonym_key``, identifier). The
+              same identifier gives the same pseudonym, so relations stay
+              visible (the requester is the target, or one of its owners) and
+              the record's input is still a valid request that ``diff``
+              replays to the same decision under the stock policy.
+            * ``"keep"``: verbatim.
+            * ``"drop"``: the fields are removed; the input is then not a
+              complete request and cannot be replayed.
+        log_pseudonym_key: the HMAC key (bytes, or str encoded as UTF-8). Without
+            one the pseudonym is plain SHA-256, which anyone who can guess an
+            identifier (``u-1042``, an e-mail address) can reverse by trying
+            it: set a key, kept out of the logs' reach, when that matters.
         engine_options: keyword options per engine name, e.g.
             ``{"opa": {"url": "http://opa:8181"}}``.
+
+    A decision-log record is a dict with the keys ``decision_id``,
+    ``timestamp`` (UTC, ISO 8601), ``path`` (``"helpdesk/decision"``),
+    ``policy_revision``, ``input_digest`` (sha256 of the full, unmasked
+    request: a correlation key, not a secret), ``input`` (the request as
+    JSON: ``request.justification`` is always ``"[redacted]"``, identifiers as
+    ``log_identifiers`` says; ``request.id``, the ticket, and
+    ``target.environment`` are kept), ``masked`` and ``erased`` (JSON pointers
+    of the input values replaced or removed, as in OPA's decision logs),
+    ``result`` (the decision) and ``engine_errors`` (why engines
+    before the one that answered failed).
+
+    Use it as a context manager (``with`` / ``async with``) or call
+    :meth:`close` / :meth:`aclose`; inside an event loop prefer ``aclose``,
+    which closes async HTTP sessions on their own loop.
 
     Raises:
         EngineUnavailableError: an engine you named cannot load (the message
             names the extra to install). With ``"auto"``, an engine that cannot
-            load is skipped with a warning, and decisions say ``degraded: true``.
+            load is skipped with one warning per process naming the extra; the
+            native engine then decides and decisions say ``engine: "native"``,
+            ``degraded: false`` (a missing optional install is not a fault).
+        InvalidConfigError: ``log_identifiers`` or ``log_pseudonym_key`` is invalid.
     """
 
     def __init__(
@@ -90,8 +157,11 @@ class HelpdeskPolicy:
         policy_dir: str | Path | None = None,
         timeout: float | None = None,
         log_sink: DecisionSink | None = None,
+        log_identifiers: LogIdentifiers = "pseudonymize",
+        log_pseudonym_key: bytes | str | None = None,
         engine_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        self._log_identifiers, self._log_key = _log_masking(log_identifiers, log_pseudonym_key)
         self.policy_set = PolicySet.load(policy_dir, config)
         self.config = self.policy_set.config
         self._revision = self.policy_set.revision
@@ -102,8 +172,7 @@ class HelpdeskPolicy:
         specs: list[EngineSpec] = list(AUTO_CHAIN) if tolerant else [engine]
         specs += [f for f in fallback if f not in specs]
         self.engines: list[Engine] = []
-        self._preferred_missing = False
-        for i, spec in enumerate(specs):
+        for spec in specs:
             if not isinstance(spec, str):
                 self.engines.append(spec)
                 continue
@@ -112,9 +181,8 @@ class HelpdeskPolicy:
             except EngineUnavailableError as exc:
                 if not tolerant:
                     raise
-                log.warning("engine %r unavailable, skipping it: %s", spec, exc)
-                if i == 0:
-                    self._preferred_missing = True
+                _warn_missing_once(spec, exc)
+        self._add_native_last_resort()
         if not self.engines:
             raise EngineUnavailableError("no engine could be loaded", engine=str(engine))
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -145,7 +213,7 @@ class HelpdeskPolicy:
                 errors.append(self._failed(engine, exc))
                 continue
             return self._finish(req, verdict, engine.name, position, errors, upstream_id)
-        return self._finish(req, self._strict_verdict(errors), "none", len(self.engines), errors)
+        return self._finish(req, self._strict_verdict(errors), NO_ENGINE, len(self.engines), errors)
 
     def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Decide several requests. All are validated first: one invalid request
@@ -159,7 +227,9 @@ class HelpdeskPolicy:
         for position, engine in enumerate(self.engines):
             try:
                 coro = engine.aevaluate(req)
-                raw = await (asyncio.wait_for(coro, self.timeout) if self.timeout is not None else coro)
+                # The native engine answers inline (no await point): no deadline needed, none risked.
+                deadline = None if _runs_inline(engine) else self.timeout
+                raw = await (asyncio.wait_for(coro, deadline) if deadline is not None else coro)
                 upstream_id, raw = _upstream_decision_id(raw)
                 verdict = checked_verdict(engine, raw)
             except asyncio.TimeoutError:
@@ -169,27 +239,47 @@ class HelpdeskPolicy:
                 errors.append(self._failed(engine, exc))
                 continue
             return self._finish(req, verdict, engine.name, position, errors, upstream_id)
-        return self._finish(req, self._strict_verdict(errors), "none", len(self.engines), errors)
+        return self._finish(req, self._strict_verdict(errors), NO_ENGINE, len(self.engines), errors)
 
     async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Async twin of :meth:`decide_many`; requests are decided concurrently."""
         return list(await asyncio.gather(*(self.adecide(r) for r in _parse_all(requests))))
 
     def close(self) -> None:
+        """Close every engine and the worker threads. Safe to call more than once."""
         for engine in self.engines:
             try:
                 engine.close()
             except Exception:  # noqa: BLE001 - closing must not mask the caller's own error
                 log.exception("closing engine %r failed", engine.name)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._shutdown_pool()
+
+    async def aclose(self) -> None:
+        """Close every engine from inside the event loop: an engine's own
+        ``aclose()`` is awaited where it has one (the OPA engine closes its
+        aiohttp session on this loop), else its ``close()`` is called."""
+        for engine in self.engines:
+            try:
+                closer = getattr(engine, "aclose", None)  # optional (engines.base.AsyncClosable)
+                if inspect.iscoroutinefunction(closer):
+                    await closer()
+                else:
+                    engine.close()
+            except Exception:  # noqa: BLE001 - closing must not mask the caller's own error
+                log.exception("closing engine %r failed", engine.name)
+        self._shutdown_pool()
 
     def __enter__(self) -> HelpdeskPolicy:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> HelpdeskPolicy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<HelpdeskPolicy engines={self.engine_names} revision={self.policy_revision[:19]}…>"
@@ -220,32 +310,58 @@ class HelpdeskPolicy:
         return str(exc) if str(exc).startswith(engine.name) else f"{engine.name}: {exc}"
 
     def _strict_verdict(self, errors: list[str]) -> Verdict:
+        """The fail-closed answer when no engine could decide (guarantee 1)."""
         level = self.config.strict_level
         log.error("no engine could decide; failing closed at %s: %s", level.value, "; ".join(errors))
-        return Verdict.model_construct(
-            level=level,
-            allowed=level.allowed,
-            requirements=list(REQUIREMENTS[level]),
-            reasons=[
-                Reason.model_construct(
-                    code="engine_unavailable",
-                    level=level,
-                    message=(
-                        f"No policy engine could decide ({len(errors)} failed); failing closed at {level.value}. "
-                        "Treat this request with the strictest process until the engines recover."
-                    ),
-                    refs=["NIST-CSF-2.0:PR.AA-05"],
-                )
-            ],
-            obligations=[
-                Obligation.model_construct(
-                    code="record_evidence", within_hours=None,
-                    fields=["identity_proof", "verifier", "approver", "outcome"]
-                    if level.allowed else ["requester", "denial_reason", "outcome"],
-                )
-            ],
-            playbook=f"engine-unavailable-{level.value.replace('_', '-')}",
-        )
+        failed = f"No policy engine could decide this request ({len(errors)} failed)"
+        refs = ["NIST-CSF-2.0:PR.AA-05", "NIST-SP-800-63B-4"]
+        if level is Level.DENY:
+            reasons = [{
+                "code": "engine_unavailable", "level": level, "refs": refs,
+                "message": f"{failed}: do not perform it; {FORMAL_PROCESS}.",
+            }]
+        else:
+            reasons = [
+                {
+                    "code": "engine_unavailable", "level": level, "refs": refs,
+                    "message": f"{failed}; the configured strict level is {level.value}: complete every "
+                               f"{level.value} check before acting.",
+                },
+                {
+                    "code": "strict_level_may_be_looser", "level": level, "refs": refs,
+                    "message": f"The configured strict level ({level.value}) stands in for the policy, which may "
+                               f"have denied this request: if any check fails or anything is unclear, "
+                               f"{FORMAL_PROCESS}.",
+                },
+            ]
+        # Validated, not constructed: the fail-closed answer must itself be a consistent decision.
+        return Verdict.model_validate({
+            "level": level,
+            "allowed": level.allowed,
+            "requirements": level.requirements,
+            "reasons": reasons,
+            "obligations": [{"code": "record_evidence", "fields": EVIDENCE_FIELDS[level]}],
+            "playbook": f"engine-unavailable-{level.value.replace('_', '-')}",
+        })
+
+    def _add_native_last_resort(self) -> None:
+        """End the chain with the native mirror when it can decide for this policy set.
+
+        It runs inline and cannot hang, so it decides even when hung calls
+        fill the worker pool; the strict level is reserved for policy sets
+        nothing else can evaluate. A custom policy set makes it refuse to load.
+        """
+        if any(type(e) is NativeEngine for e in self.engines):
+            return
+        try:
+            self.engines.append(load_engine("native", self.policy_set))
+        except EngineUnavailableError as exc:
+            log.debug("no native last resort for this policy set: %s", exc)
+
+    def _shutdown_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _finish(
         self, req: Request, verdict: Verdict, engine: str, position: int, errors: list[str],
@@ -254,7 +370,7 @@ class HelpdeskPolicy:
         decision = construct_trusted(Decision, {
             **verdict.__dict__,
             "engine": engine,
-            "degraded": position > 0 or self._preferred_missing,
+            "degraded": position > 0,
             "policy_revision": self._revision,
             "decision_id": decision_id or str(uuid.uuid4()),
             "input_digest": input_digest(req),
@@ -264,13 +380,18 @@ class HelpdeskPolicy:
         return decision
 
     def _emit(self, req: Request, decision: Decision, errors: list[str]) -> None:
+        masked: list[str] = []
+        erased: list[str] = []
+        doc = redact(req, identifiers=self._log_identifiers, key=self._log_key, masked=masked, erased=erased)
         record = {
             "decision_id": decision.decision_id,
             "timestamp": datetime.now(timezone.utc).isoformat(),
             "path": "helpdesk/decision",
             "policy_revision": decision.policy_revision,
             "input_digest": decision.input_digest,
-            "input": redact(req),
+            "input": doc,
+            "masked": ["/input" + p for p in masked],
+            "erased": ["/input" + p for p in erased],
             "result": decision.to_dict(),
             "engine_errors": errors,
         }
@@ -278,6 +399,32 @@ class HelpdeskPolicy:
             self.log_sink(record)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a failing sink must not change the decision
             log.exception("decision log sink failed for %s", decision.decision_id)
+
+
+def _log_masking(mode: Any, key: Any) -> tuple[LogIdentifiers, bytes | None]:
+    """Check ``log_identifiers`` and ``log_pseudonym_key``; the key as bytes.
+
+    Raises:
+        InvalidConfigError: naming each bad argument (never the key's value).
+    """
+    problems: list[FieldError] = []
+    if mode not in LOG_IDENTIFIER_MODES:
+        problems.append(FieldError("log_identifiers", f"must be one of {list(LOG_IDENTIFIER_MODES)}"))
+    if isinstance(key, str):
+        key = key.encode("utf-8", "surrogatepass")
+    if key is not None and (not isinstance(key, bytes) or not key):
+        problems.append(FieldError("log_pseudonym_key", "must be non-empty bytes or str, or None"))
+    if problems:
+        raise InvalidConfigError(problems)
+    return mode, key
+
+
+def _warn_missing_once(name: str, exc: EngineUnavailableError) -> None:
+    with _MISSING_LOCK:
+        first = name not in _MISSING_WARNED
+        _MISSING_WARNED.add(name)
+    log.log(logging.WARNING if first else logging.DEBUG,
+            "engine %r unavailable, deciding without it (not degraded): %s", name, exc)
 
 
 def _runs_inline(engine: Engine) -> bool:

@@ -5,6 +5,14 @@ request) always gives the same text, so output can be diffed, snapshotted and
 pasted into a ticket. The text is plain (no colour codes, no terminal width
 assumptions).
 
+Every value that comes from a request or an engine (ids, reason messages, a
+custom policy's codes and obligations…) goes through :func:`printable` before
+it is written: control and format characters (ESC, CR, LF, bidi overrides,
+zero-width characters, line separators) are shown as escapes, so no value can
+add a line, forge a numbered step or send a terminal escape sequence. The
+requester's justification is shown once, quoted on one line, bounded, and
+marked as their own unverified words.
+
 >>> from helpdesk_policy import HelpdeskPolicy
 >>> from helpdesk_policy.render import render_text
 >>> d = HelpdeskPolicy(engine="native").decide({
@@ -20,9 +28,11 @@ Decision: SELF_SERVICE (allowed)
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from .facade import NO_ENGINE
 from .levels import Level
 from .models import (
     Action,
@@ -30,6 +40,7 @@ from .models import (
     Channel,
     Decision,
     Obligation,
+    Reason,
     Relationship,
     Request,
     RiskSignal,
@@ -37,7 +48,51 @@ from .models import (
     parse_request,
 )
 
-__all__ = ["render_text", "render_explain", "describe_obligation", "describe_action"]
+__all__ = ["render_text", "render_explain", "describe_obligation", "describe_action", "printable"]
+
+#: Unicode categories never written raw: controls (Cc: ESC, CR, LF, TAB…),
+#: format characters (Cf: bidi overrides and isolates, zero-width characters),
+#: line and paragraph separators (Zl, Zp), and code points with no glyph of
+#: their own (Cs surrogates, Co private use, Cn unassigned).
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+#: How much of the requester's justification explain shows.
+JUSTIFICATION_LIMIT = 200
+
+
+def printable(value: object, limit: int | None = None) -> str:
+    """``value`` as text that stays on one line and shows what it holds.
+
+    Characters of the categories above become visible escapes (``\\n``,
+    ``\\x1b``, ``\\u202e``); everything else is kept. With ``limit``, at most
+    that many characters of ``value`` are kept and the cut is said.
+
+    >>> printable("u-1\\n3. UPDATE FROM SECURITY\\x1b[2J\\u202e")
+    'u-1\\\\n3. UPDATE FROM SECURITY\\\\x1b[2J\\\\u202e'
+    >>> printable("x" * 10, limit=4)
+    'xxxx… (6 more characters)'
+    """
+    text = str(value)
+    cut = ""
+    if limit is not None and len(text) > limit:
+        text, cut = text[:limit], f"… ({len(text) - limit} more characters)"
+    if not text.isprintable():  # fast path: most values are plain
+        text = "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text)
+    return text + cut
+
+
+def _escape(ch: str) -> str:
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _quoted(text: str) -> str:
+    """Free text on one line, in double quotes that it cannot close early."""
+    return '"' + printable(text, JUSTIFICATION_LIMIT).replace('"', '\\"') + '"'
+
 
 #: What "perform the request" means, per action (an imperative a person can follow).
 _ACTION_TEXT: dict[Action, str] = {
@@ -80,7 +135,7 @@ _NOT_ACCEPTABLE = (
 def describe_action(request: Request) -> str:
     """The action of ``request`` as an imperative sentence naming its target."""
     t = request.target
-    return f"{_ACTION_TEXT[request.request.action]} for {t.type.value} {t.id}"
+    return f"{_ACTION_TEXT[request.request.action]} for {t.type.value} {printable(t.id)}"
 
 
 def describe_obligation(ob: Obligation) -> str:
@@ -91,7 +146,7 @@ def describe_obligation(ob: Obligation) -> str:
     """
     code = ob.code
     if code == "record_evidence":
-        return "Record evidence: " + ", ".join(ob.fields or []) + "."
+        return "Record evidence: " + ", ".join(map(printable, ob.fields or [])) + "."
     if code == "revoke_previous_credential":
         return f"Revoke the previous credential within {ob.within_hours} hours."
     if code == "notify_identity_owner":
@@ -112,7 +167,7 @@ def describe_obligation(ob: Obligation) -> str:
     if code == "post_incident_review":
         return "Open a post-incident review of this emergency request."
     params = _obligation_params(ob)
-    return f"Fulfil obligation {code}" + (f" ({params})." if params else ".")
+    return f"Fulfil obligation {printable(code)}" + (f" ({params})." if params else ".")
 
 
 def _obligation_params(ob: Obligation) -> str:
@@ -120,7 +175,8 @@ def _obligation_params(ob: Obligation) -> str:
     for key, value in ob.model_dump(mode="json", exclude_none=True).items():
         if key == "code":
             continue
-        parts.append(f"{key}={', '.join(map(str, value)) if isinstance(value, list) else value}")
+        shown = ", ".join(map(printable, value)) if isinstance(value, list) else printable(value)
+        parts.append(f"{printable(key)}={shown}")
     return "; ".join(parts)
 
 
@@ -138,27 +194,34 @@ def render_text(decision: Decision) -> str:
     verdict = "allowed" if decision.allowed else "denied"
     lines = [
         f"Decision: {decision.level.value.upper()} ({verdict})",
-        f"Playbook: {decision.playbook}",
-        "Requirements: " + (", ".join(decision.requirements) or "none"),
+        f"Playbook: {printable(decision.playbook)}",
+        "Requirements: " + (", ".join(map(printable, decision.requirements)) or "none"),
         "Reasons:",
     ]
     for r in decision.reasons:
-        lines.append(f"  - [{r.level.value}] {r.code}: {r.message}")
+        lines.append(_reason_line(r))
         if r.refs:
-            lines.append(f"      refs: {', '.join(r.refs)}")
+            lines.append(f"      refs: {', '.join(map(printable, r.refs))}")
     lines.append("Obligations:" if decision.obligations else "Obligations: none")
     for ob in decision.obligations:
         params = _obligation_params(ob)
-        lines.append(f"  - {ob.code}" + (f" ({params})" if params else "") + f": {describe_obligation(ob)}")
+        lines.append(f"  - {printable(ob.code)}" + (f" ({params})" if params else "") + f": {describe_obligation(ob)}")
     # Degraded decisions are flagged loudly: a fallback engine answered.
-    degraded = "yes (a fallback answered; the preferred engine failed)" if decision.degraded else "no"
+    degraded = "no"
+    if decision.degraded:
+        degraded = ("yes (no engine could decide: the fail-closed answer)" if decision.engine == NO_ENGINE
+                    else "yes (a fallback answered; the preferred engine failed)")
     lines += [
-        f"Engine: {decision.engine} (degraded: {degraded})",
-        f"Policy revision: {decision.policy_revision}",
-        f"Decision id: {decision.decision_id}",
-        f"Input digest: {decision.input_digest}",
+        f"Engine: {printable(decision.engine)} (degraded: {degraded})",
+        f"Policy revision: {printable(decision.policy_revision)}",
+        f"Decision id: {printable(decision.decision_id)}",
+        f"Input digest: {printable(decision.input_digest)}",
     ]
     return "\n".join(lines)
+
+
+def _reason_line(r: Reason) -> str:
+    return f"  - [{r.level.value}] {printable(r.code)}: {printable(r.message)}"
 
 
 # ----------------------------------------------------------------------- explain
@@ -171,30 +234,33 @@ def _who_verifies(request: Request) -> str:
         # The agent cannot vouch for anyone: the helpdesk goes to the person directly.
         person = actor.on_behalf_of or (target.id if target.type is TargetType.HUMAN else None)
         if person is not None:
-            return f"{person}, the person the AI agent {actor.id} acts for (directly, not through the agent)"
-        return f"the owner of record of {target.id} (directly, not through the AI agent {actor.id})"
+            return (f"{printable(person)}, the person the AI agent {printable(actor.id)} acts for (directly, not "
+                    "through the agent)")
+        return (f"the owner of record of {printable(target.id)} (directly, not through the AI agent "
+                f"{printable(actor.id)})")
     if actor.type is ActorType.SERVICE:
         return (
-            f"the human owner of record behind the calling service {actor.id} (and confirm the service's "
+            f"the human owner of record behind the calling service {printable(actor.id)} (and confirm the service's "
             "credential is the one of record)"
         )
     if actor.relationship is Relationship.SELF:
-        return f"the requester {actor.id} (the account holder)"
-    return f"the requester {actor.id} ({actor.relationship.value} of {target.id})"
+        return f"the requester {printable(actor.id)} (the account holder)"
+    return f"the requester {printable(actor.id)} ({actor.relationship.value} of {printable(target.id)})"
 
 
 def _approver_text(request: Request) -> str:
     actor, target = request.actor, request.target
+    target_id = printable(target.id)
     if target.type is TargetType.HUMAN:
-        who = f"{target.id}'s manager of record, looked up in the directory"
+        who = f"{target_id}'s manager of record, looked up in the directory"
     else:
-        who = f"an owner of record of {target.id} or that owner's manager, looked up in the NHI inventory"
+        who = f"an owner of record of {target_id} or that owner's manager, looked up in the NHI inventory"
     text = f"Get approval from {who} (never a name or contact supplied in the request)."
-    text += f" The approver must not be the requester ({actor.id})"
+    text += f" The approver must not be the requester ({printable(actor.id)})"
     if actor.relationship in (Relationship.MANAGER, Relationship.OWNER) and actor.type is ActorType.HUMAN:
         # Separation of duties: the person of record is the requester here, so someone else approves.
         text += (
-            f"; the requester is {target.id}'s {actor.relationship.value} of record, so the approval must come "
+            f"; the requester is {target_id}'s {actor.relationship.value} of record, so the approval must come "
             "from another approver of record: their own manager, a co-owner, or the owner of the role or resource"
         )
     return text + ". An AI agent never counts as an approver, even when it relays an approval."
@@ -202,7 +268,8 @@ def _approver_text(request: Request) -> str:
 
 def _callback_text(request: Request) -> str:
     target = request.target
-    holder = target.id if target.type is TargetType.HUMAN else f"the owner of record of {target.id}"
+    target_id = printable(target.id)
+    holder = target_id if target.type is TargetType.HUMAN else f"the owner of record of {target_id}"
     text = (
         f"Call back {holder} on a contact of record taken from the directory or inventory, never a phone number "
         "or address given in the request, the ticket or by the caller, and confirm they made or agree to this "
@@ -237,9 +304,9 @@ def _requester_line(request: Request) -> str:
     a = request.actor
     detail = [a.relationship.value]
     if a.on_behalf_of is not None:
-        detail.append(f"on behalf of {a.on_behalf_of}")
+        detail.append(f"on behalf of {printable(a.on_behalf_of)}")
     detail.append(f"authenticated with {a.auth_strength.value}" if a.authenticated else "not authenticated")
-    return f"Requester: {a.type.value} {a.id} ({', '.join(detail)})"
+    return f"Requester: {a.type.value} {printable(a.id)} ({', '.join(detail)})"
 
 
 def _do_not(decision: Decision, request: Request) -> list[str]:
@@ -253,8 +320,8 @@ def _do_not(decision: Decision, request: Request) -> list[str]:
         items.append("use an approver, phone number or email address supplied in the request or by the caller")
     if request.actor.type is ActorType.AI_AGENT:
         items.append(
-            f"treat the AI agent {request.actor.id} as verification, approval or callback target, or let it act "
-            "before a human has completed the steps above"
+            f"treat the AI agent {printable(request.actor.id)} as verification, approval or callback target, or let "
+            "it act before a human has completed the steps above"
         )
     if request.request.emergency or RiskSignal.URGENCY_PRESSURE in signals:
         items.append("skip or shorten a step because of urgency or pressure: an emergency never lowers the level")
@@ -295,15 +362,15 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
     steps: list[str] = []
     if not decision.allowed:
         steps.append(
-            f"Do not perform this request ({info.action.value} on {target.type.value} {target.id}): not through "
-            "this channel, not partially, and not through a workaround (temporary password, shared credential, "
-            "manual grant), whatever the urgency."
+            f"Do not perform this request ({info.action.value} on {target.type.value} {printable(target.id)}): not "
+            "through this channel, not partially, and not through a workaround (temporary password, shared "
+            "credential, manual grant), whatever the urgency."
         )
         seen: set[str] = set()
         for r in decision.reasons:
             if r.level is Level.DENY and r.message not in seen:
                 seen.add(r.message)
-                steps.append(f"Formal process instead ({r.code}): {r.message}")
+                steps.append(f"Formal process instead ({printable(r.code)}): {printable(r.message)}")
         steps.append(
             "Tell the requester this cannot be done here and point them to that process; do not disclose details "
             "about the account, its owners or its credentials."
@@ -311,9 +378,9 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
     else:
         if req.actor.type is ActorType.AI_AGENT:
             steps.append(
-                f"This request comes from the AI agent {req.actor.id}. It cannot vouch for anyone's identity, "
-                "approve, or receive a callback: a human helpdesk agent does every step below with the people "
-                "of record directly."
+                f"This request comes from the AI agent {printable(req.actor.id)}. It cannot vouch for anyone's "
+                "identity, approve, or receive a callback: a human helpdesk agent does every step below with the "
+                "people of record directly."
             )
         is_info = info.action is Action.INFO_REQUEST
         if decision.level is Level.SELF_SERVICE and is_info:
@@ -343,7 +410,7 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
                 "If any check above fails or cannot be completed, stop: do not perform the request, record the "
                 "attempt and escalate to security."
             )
-        action = f"{describe_action(req)} ({info.action.value}, playbook {decision.playbook})."
+        action = f"{describe_action(req)} ({info.action.value}, playbook {printable(decision.playbook)})."
         if decision.level is Level.SELF_SERVICE and not is_info:
             action = f"The requester does it in the self-service flow: {action[0].lower()}{action[1:]}"
         steps.append(action)
@@ -351,14 +418,21 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
 
     verdict = "allowed" if decision.allowed else "denied"
     lines = [
-        f"{info.id}: {info.action.value} on {target.type.value} {target.id} via {info.channel.value}",
+        f"{printable(info.id)}: {info.action.value} on {target.type.value} {printable(target.id)} via "
+        f"{info.channel.value}",
         _requester_line(req),
-        f"Decision: {decision.level.value.upper()} ({verdict}), playbook {decision.playbook}",
     ]
-    if decision.degraded:
+    if info.justification is not None:
+        # Shown so the agent knows what was claimed, never as a step: it is the
+        # requester's text, and pressure ("security says skip the callback") lives there.
+        lines.append(f"Requester's own words (unverified, not an instruction): {_quoted(info.justification)}")
+    lines.append(f"Decision: {decision.level.value.upper()} ({verdict}), playbook {printable(decision.playbook)}")
+    if decision.degraded and decision.engine == NO_ENGINE:
+        lines.append("Warning: no policy engine could decide this (degraded); this is the fail-closed answer.")
+    elif decision.degraded:
         lines.append("Warning: a fallback engine decided this (degraded); follow the steps exactly as written.")
     lines.append("Why:")
-    lines += [f"  - [{r.level.value}] {r.code}: {r.message}" for r in decision.reasons]
+    lines += [_reason_line(r) for r in decision.reasons]
     lines.append("Steps:")
     width = len(str(len(steps)))
     for i, step in enumerate(steps, 1):
@@ -367,6 +441,7 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
         # Continuation lines (a step's sub-items) align under the step's text.
         lines += [f"  {'':>{width}}    {line}" for line in rest]
     lines.append(
-        f"Decision id {decision.decision_id}; engine {decision.engine}; policy {decision.policy_revision}"
+        f"Decision id {printable(decision.decision_id)}; engine {printable(decision.engine)}; "
+        f"policy {printable(decision.policy_revision)}"
     )
     return "\n".join(lines)

@@ -8,6 +8,11 @@ raw decision document (``level``, ``allowed``, ``requirements``, ``reasons``,
 
 An engine signals failure only by raising :class:`~helpdesk_policy.errors.EngineError`
 (or a subclass); anything else it raises is wrapped into one by the facade.
+
+An engine holding resources bound to an event loop (the OPA engine's aiohttp
+sessions) may also define ``async def aclose()`` (:class:`AsyncClosable`):
+``HelpdeskPolicy.aclose()`` and ``async with HelpdeskPolicy(...)`` await it,
+and call ``close()`` on engines without one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..models import Request
 
-__all__ = ["Engine", "BaseEngine", "RawDecision"]
+__all__ = ["Engine", "AsyncClosable", "BaseEngine", "RawDecision"]
 
 RawDecision = Mapping[str, Any]
 
@@ -41,6 +46,15 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release resources (threads, sockets, interpreters)."""
+        ...
+
+
+@runtime_checkable
+class AsyncClosable(Protocol):
+    """The optional async twin of ``Engine.close``."""
+
+    async def aclose(self) -> None:
+        """Release resources from inside the running event loop."""
         ...
 
 
