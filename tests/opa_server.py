@@ -48,6 +48,20 @@ Faults, settable at runtime (:meth:`OpaTestServer.set_fault`,
   ``self_service``), which fails the verdict's consistency checks
 * ``lying`` — a complete, self-consistent ``self_service`` decision (only a
   second engine can tell it is wrong: shadow mode)
+* ``drip`` — the real answer's status line and headers at once, then its body
+  one byte every ``delay`` seconds (a slow-loris server: each read returns
+  quickly, so a per-read timeout never fires)
+* ``drip_headers`` — the same from the status line on: the headers drip too
+* ``huge`` — 200 and a JSON-looking body of ``HUGE_BODY_BYTES`` (400 MiB),
+  no ``Content-Length`` (so the client cannot refuse it up front), streamed
+  from one reused buffer until the client hangs up
+* ``hostile_error`` — 500 with an OPA-shaped body whose ``code`` is not an
+  identifier and whose ``message`` holds newlines, ESC sequences, a bidi
+  override and 1 MiB of text (its ``errors`` hold the same, shorter, and
+  locations with newlines), behind a reason phrase with an ESC sequence
+
+The headers of the last request are kept (:attr:`OpaTestServer.last_headers`),
+so a test can check what a client sent (its ``Authorization``, say).
 
 Every request is counted (:attr:`OpaTestServer.requests`, :meth:`OpaTestServer.count`),
 so a test can prove that calls refused by an open breaker never reach the network.
@@ -81,7 +95,21 @@ from helpdesk_policy.policies import PolicySet
 __all__ = ["OpaTestServer", "FAULTS", "TLSMaterial", "make_tls_material", "refusing_url"]
 
 FAULTS = ("http_400", "http_500", "http_502", "http_503", "slow", "reset", "malformed_json", "undefined",
-          "wrong_shape", "inconsistent", "lying")
+          "wrong_shape", "inconsistent", "lying", "drip", "drip_headers", "huge", "hostile_error")
+
+#: What the ``huge`` fault offers: far more than any client should read.
+HUGE_BODY_BYTES = 400 * 1024 * 1024
+
+#: The text the ``hostile_error`` fault puts in OPA's ``message``: it would
+#: forge a log line, recolour and clear a terminal, and flood a log.
+HOSTILE_MESSAGE = ("evaluation failed\nCRITICAL helpdesk_policy: forged line\r\x1b[31mred\x1b[2J\x1b]0;title\x07"
+                   "\u202eesrever\u2028" + "A" * (1024 * 1024))
+#: The ``hostile_error`` fault's body (built once: it is over a megabyte).
+_HOSTILE_BODY = json.dumps({
+    "code": "internal_error\n\x1b[31mforged", "message": HOSTILE_MESSAGE,
+    "errors": [{"code": "\x1b[2J", "message": HOSTILE_MESSAGE[:10_000],
+                "location": {"file": "x.rego\nCRITICAL forged\x1b[0m", "row": "1\n2"}}] * 3,
+}).encode()
 
 _LIE = {
     "level": "self_service", "allowed": True, "requirements": [],
@@ -237,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         url = urlsplit(self.path)
         path = url.path
-        owner._record(method, path)
+        owner._record(method, path, self.headers)
         body = self._body()
         fault = owner._take_fault(path)
         if fault is not None and self._fault(fault, method, path, body):
@@ -283,6 +311,26 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "lying":
             self._send(200, _go_json({"decision_id": str(uuid.uuid4()), "result": _LIE}))
             return True
+        if mode in ("drip", "drip_headers"):
+            status, doc = owner._evaluate_http(method, path[len("/v1/data"):].strip("/"), body, provenance=True)
+            self._drip(status, doc if isinstance(doc, bytes) else _go_json(doc), fault.delay,
+                       headers_too=mode == "drip_headers")
+            return True
+        if mode == "huge":
+            self._huge()
+            return True
+        if mode == "hostile_error":
+            body_bytes = _HOSTILE_BODY
+            try:
+                self.send_response(500, "Internal \x1b[31mError")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body_bytes)))
+                self.end_headers()
+                self.wfile.write(body_bytes)
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+            return True
         if mode == "inconsistent":
             status, doc = owner._evaluate_http(method, path[len("/v1/data"):].strip("/"), body)
             if isinstance(doc, dict) and isinstance(doc.get("result"), dict):
@@ -294,6 +342,40 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, doc if isinstance(doc, bytes) else _go_json(doc))
             return True
         raise AssertionError(f"unknown fault {mode!r}")
+
+    def _drip(self, status: int, body: bytes, interval: float, *, headers_too: bool) -> None:
+        stopping = self.server.owner._stopping
+        self.close_connection = True  # the client gives up midway: never reuse this connection
+        status_line = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n".encode("latin-1")
+        headers = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode("latin-1")
+        at_once, dripped = (status_line, headers + body) if headers_too else (status_line + headers, body)
+        try:
+            self.wfile.write(at_once)
+            for i in range(len(dripped)):
+                if stopping.wait(interval):
+                    return
+                self.wfile.write(dripped[i:i + 1])
+        except OSError:
+            pass  # the client hung up
+
+    def _huge(self) -> None:
+        stopping = self.server.owner._stopping
+        self.close_connection = True  # no Content-Length: the body ends when the connection does
+        chunk = b"a" * (64 * 1024)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b'{"decision_id": "huge", "result": {"playbook": "')
+            sent = 0
+            while sent < HUGE_BODY_BYTES and not stopping.is_set():
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            self.wfile.write(b'"}}')
+            self.wfile.flush()
+        except OSError:
+            pass  # the client hung up, as it should
 
     # -- data API -----------------------------------------------------------------
 
@@ -387,6 +469,8 @@ class OpaTestServer:
         self.tls_failures = 0
         #: The decision id of the last data API answer.
         self.last_decision_id: str | None = None
+        #: The headers of the last request received.
+        self.last_headers: dict[str, str] = {}
         self._threads: set[threading.Thread] = set()
         self._conns: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -529,10 +613,11 @@ class OpaTestServer:
 
     # -- counters -----------------------------------------------------------------------
 
-    def _record(self, method: str, path: str) -> None:
+    def _record(self, method: str, path: str, headers: Any) -> None:
         with self._lock:
             self.requests += 1
             self._counts[(method, path)] += 1
+            self.last_headers = dict(headers.items())
 
     def count(self, method: str | None = None, prefix: str = "") -> int:
         """Requests received, optionally only one method and paths starting with ``prefix``."""

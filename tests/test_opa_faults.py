@@ -5,8 +5,10 @@ engine (``rego``) within the deadline plus a bounded margin, marked
 ``degraded``, and never looser than the native engine's. Retries recover from
 a single failure; the breaker opens after its threshold (the server's request
 count stops growing), answers fast while open, probes once after the
-cool-down and closes on success. The resilience primitives are tested on
-their own with a fake clock.
+cool-down and closes on success. A server that drips its answer, offers
+an endless one, or writes hostile text into its errors is held to the same
+deadline, read up to a bounded size, and never quoted raw. The resilience
+primitives are tested on their own with a fake clock.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import doctest
 import json
+import logging
+import re
 import statistics
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,8 @@ import pytest
 pytest.importorskip("opa_client", reason="the opa engine needs the 'opa' extra")
 pytest.importorskip("opa_bindings", reason="the OPA test server needs opa-golib-python-bindings (make dev)")
 
-from opa_server import FAULTS, OpaTestServer, refusing_url  # noqa: E402
+from hypothesis import given, strategies as st  # noqa: E402
+from opa_server import FAULTS, HOSTILE_MESSAGE, OpaTestServer, refusing_url  # noqa: E402
 
 import helpdesk_policy.resilience as resilience  # noqa: E402
 from helpdesk_policy import EngineTimeoutError, EngineUnavailableError, HelpdeskPolicy, Level, parse_request  # noqa: E402
@@ -56,6 +62,10 @@ EXPECTED_ERROR: dict[str, type[Exception]] = {
     "http_400": OpaHTTPError, "http_500": OpaHTTPError, "http_502": OpaHTTPError, "http_503": OpaHTTPError,
     "slow": EngineTimeoutError, "reset": EngineUnavailableError, "malformed_json": MalformedDecisionError,
     "undefined": UndefinedDecisionError, "wrong_shape": MalformedDecisionError, "inconsistent": MalformedDecisionError,
+    # An answer dripped slower than the deadline, one too large to read (a
+    # ResponseTooLargeError), an error whose text is hostile.
+    "drip": EngineTimeoutError, "drip_headers": EngineTimeoutError, "huge": MalformedDecisionError,
+    "hostile_error": OpaHTTPError,
 }
 #: "lying" answers a valid, consistent decision: no single engine can detect it (shadow mode can:
 #: see test_opa_engine.py::test_shadow_disagreement_is_logged_and_the_stricter_verdict_wins).
@@ -153,12 +163,18 @@ def test_server_going_down_and_coming_back(policy_set: PolicySet) -> None:
         assert policy.decide(DOCS[0]).engine == "rego"
 
 
-def test_when_every_engine_fails_the_decision_fails_closed(server: OpaTestServer) -> None:
+def test_when_every_engine_fails_the_decision_fails_closed(server: OpaTestServer, custom_policy_dir: Path) -> None:
     server.set_fault("http_503")
     opts = {"opa": {"url": server.url, "deadline": DEADLINE}}
+    # The stock policy: the native mirror ends every chain, so the policy still decides.
     with HelpdeskPolicy(engine="opa", engine_options=opts) as policy:
         decision = policy.decide(DOCS[0])
-    assert (decision.engine, decision.degraded, decision.level) == ("none", True, Level.CALLBACK)
+    expected = NativeEngine(PolicySet.load()).evaluate(parse_request(DOCS[0]))
+    assert (decision.engine, decision.degraded, decision.level) == ("native", True, expected.level)
+    # A custom policy set has no native mirror: nobody decides, the answer is the strict level (deny).
+    with HelpdeskPolicy(engine="opa", engine_options=opts, policy_dir=custom_policy_dir) as policy:
+        decision = policy.decide(DOCS[0])
+    assert (decision.engine, decision.degraded, decision.level, decision.allowed) == ("none", True, Level.DENY, False)
 
 
 def test_a_request_json_cannot_carry_is_not_sent_and_not_counted(server: OpaTestServer, policy_set: PolicySet) -> None:
@@ -316,6 +332,189 @@ async def test_async_deadline_is_a_hard_cap(server: OpaTestServer, policy_set: P
         assert time.perf_counter() - started < DEADLINE + 0.1
     finally:
         await engine.aclose()
+
+
+# ------------------------------------------------- slow, huge and hostile answers
+
+#: The drip fault's pause between bytes: far below any deadline, so a timeout
+#: applied per socket read never fires, while the whole answer (a decision is
+#: over a kilobyte) would take tens of seconds.
+DRIP = 0.02
+#: Scheduling noise allowed on top of a deadline (no fallback evaluation here).
+SLACK = 0.15
+
+
+def _rss() -> int:
+    """This process's resident memory, in bytes (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class _PeakRSS:
+    """Samples the resident memory every few milliseconds while the block runs."""
+
+    def __enter__(self) -> _PeakRSS:
+        self.baseline = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+
+def _evaluate(engine: OpaEngine, doc: dict[str, Any], path: str) -> Any:
+    req = parse_request(doc)
+    if path == "sync":
+        return engine.evaluate(req)
+
+    async def run() -> Any:
+        try:
+            return await engine.aevaluate(req)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("fault", ["drip", "drip_headers"])
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_dripping_server_cannot_hold_a_call_past_its_deadline(path: str, fault: str, server: OpaTestServer,
+                                                                policy_set: PolicySet) -> None:
+    """One byte every 20 ms, of the body or of the headers too: each read is
+    quick, the whole is not. The deadline bounds the whole exchange, and the
+    breaker counts the timeouts."""
+    server.set_fault(fault, delay=DRIP)
+    deadline = 0.25
+    with OpaEngine(policy_set, url=server.url, deadline=deadline, retries=0, breaker_threshold=2) as engine:
+        for _ in range(2):
+            started = time.perf_counter()
+            with pytest.raises(EngineTimeoutError):
+                _evaluate(engine, DOCS[0], path)
+            elapsed = time.perf_counter() - started
+            assert elapsed < deadline + SLACK, f"{path}: {elapsed:.3f}s for a {deadline}s deadline"
+        assert engine.breaker.state is BreakerState.OPEN
+        seen = server.decisions
+        with pytest.raises(CircuitOpenError):
+            _evaluate(engine, DOCS[0], path)
+        assert server.decisions == seen == 2
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_huge_answer_is_refused_at_the_limit_without_growing_memory(path: str, server: OpaTestServer,
+                                                                      policy_set: PolicySet) -> None:
+    """400 MiB offered without a Content-Length: reading stops at max_response_bytes,
+    memory stays flat, nothing is retried, and the breaker counts it."""
+    server.set_fault("huge")
+    with OpaEngine(policy_set, url=server.url, deadline=5.0, retries=2, breaker_threshold=2) as engine:
+        for n in range(1, 3):
+            started = time.perf_counter()
+            with _PeakRSS() as rss, pytest.raises(MalformedDecisionError) as info:
+                _evaluate(engine, DOCS[0], path)
+            elapsed = time.perf_counter() - started
+            assert rss.growth < 50 * 1024 * 1024, f"{path}: RSS grew by {rss.growth / 2**20:.0f} MiB"
+            assert elapsed < 1.0, f"{path}: {elapsed:.3f}s"
+            assert server.decisions == n  # not retried into more memory
+        from helpdesk_policy.engines.opa import DEFAULT_MAX_RESPONSE_BYTES
+        from helpdesk_policy.errors import ResponseTooLargeError
+
+        assert f"larger than {DEFAULT_MAX_RESPONSE_BYTES} bytes (max_response_bytes)" in str(info.value)
+        assert isinstance(info.value, ResponseTooLargeError) and info.value.retryable is False
+        assert engine.breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_declared_length_over_the_limit_is_refused_before_reading(path: str, server: OpaTestServer,
+                                                                    policy_set: PolicySet) -> None:
+    with OpaEngine(policy_set, url=server.url, max_response_bytes=64) as engine:
+        with pytest.raises(MalformedDecisionError, match="larger than 64 bytes"):
+            _evaluate(engine, DOCS[0], path)
+    with OpaEngine(policy_set, url=server.url, max_response_bytes=64 * 1024) as engine:
+        assert _evaluate(engine, DOCS[0], path)["level"]  # a real answer is far below the default
+
+
+def test_the_facade_falls_back_from_a_dripping_server_in_time_and_never_looser(
+    server: OpaTestServer, native: NativeEngine
+) -> None:
+    """With a facade timeout, calls that ended at their deadline free their
+    worker threads: more decisions than workers, each within the deadline."""
+    server.set_fault("drip", delay=DRIP)
+    opts = {"opa": {"url": server.url, "deadline": DEADLINE, "breaker_threshold": 1000}}
+    with HelpdeskPolicy(engine="opa", fallback=["rego", "native"], timeout=2.0, engine_options=opts) as policy:
+        for doc in DOCS * 2:  # 8 decisions, the pool has 4 workers
+            started = time.perf_counter()
+            decision = policy.decide(doc)
+            elapsed = time.perf_counter() - started
+            assert elapsed < DEADLINE + MARGIN, f"{elapsed:.3f}s"
+            assert (decision.engine, decision.degraded) == ("rego", True)
+            assert decision.level >= _native_level(native, doc)
+
+
+def _safe(text: str) -> bool:
+    """No character that could forge a log line or drive a terminal."""
+    return not any(unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp") for ch in text)
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_hostile_error_text_is_sanitised_and_bounded(path: str, server: OpaTestServer, policy_set: PolicySet,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A 500 whose message holds newlines, ESC sequences, a bidi override and
+    1 MiB of text: a bad code is dropped, the message is cleaned and cut, and
+    no exception text or log line carries any of it raw."""
+    server.set_fault("hostile_error")
+    with OpaEngine(policy_set, url=server.url, retries=0) as engine:
+        with pytest.raises(OpaHTTPError) as info:
+            _evaluate(engine, DOCS[0], path)
+    err = info.value
+    assert err.status == 500 and err.code is None  # "internal_error\n\x1b[31mforged" is no identifier
+    assert err.opa_message is not None and len(err.opa_message) <= 200 and _safe(err.opa_message)
+    assert err.opa_message.startswith("evaluation failed CRITICAL helpdesk_policy: forged line [31mred")
+    assert len(str(err)) < 2000 and _safe(str(err))
+    assert len(err.errors) == 3
+    for detail in err.errors:
+        assert detail["code"] is None and len(detail["message"]) <= 200 and _safe(detail["message"])
+        assert detail["location"] == {"file": "x.rego CRITICAL forged [0m", "row": None, "col": None}
+
+    opts = {"opa": {"url": server.url, "retries": 0}}
+    with caplog.at_level(logging.DEBUG), HelpdeskPolicy(engine="opa", fallback=["native"], engine_options=opts) as policy:
+        decision = policy.decide(DOCS[0])
+    assert (decision.engine, decision.degraded) == ("native", True)
+    assert caplog.records, "the fallback is logged"
+    for record in caplog.records:
+        message = record.getMessage()
+        assert _safe(message) and len(message) < 5000 and HOSTILE_MESSAGE[:300] not in message
+
+
+@given(status=st.sampled_from([400, 404, 500, 502, 503]),
+       code=st.one_of(st.none(), st.from_regex(r"[a-z_]{1,20}", fullmatch=True), st.text(max_size=80), st.integers()),
+       message=st.one_of(st.none(), st.text(max_size=600), st.integers()))
+def test_any_error_body_gives_a_bounded_clean_exception(status: int, code: Any, message: Any,
+                                                        policy_set: PolicySet) -> None:
+    """Whatever OPA's code and message hold: the code is kept exactly when it is
+    an identifier-like token, the message is at most 200 safe characters, and
+    so is the exception's text."""
+    engine = OpaEngine(policy_set, url="http://127.0.0.1:1")
+    body = json.dumps({"code": code, "message": message, "errors": [{"code": code, "message": message}]}).encode()
+    err = engine._http_error(status, body)
+    token = isinstance(code, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", code) is not None
+    assert err.status == status and err.code == (code if token else None)
+    if err.opa_message is not None:
+        assert len(err.opa_message) <= 200 and _safe(err.opa_message)
+    assert _safe(str(err)) and len(str(err)) < 1000
 
 
 # ------------------------------------------------------------ resilience, alone
@@ -497,6 +696,27 @@ def test_acall_hard_timeout_and_retry() -> None:
         assert await acall(flaky, deadline=1.0, retry=RetryPolicy(retries=1, base=0.01)) == "ok"
 
     asyncio.run(main())
+
+
+def test_watchdog_fires_in_order_skips_disarmed_and_survives_a_raising_callback() -> None:
+    from helpdesk_policy.resilience import Watchdog
+
+    dog = Watchdog(name="test-watchdog")
+    fired: list[str] = []
+    done = threading.Event()
+
+    def boom() -> None:
+        fired.append("boom")
+        raise RuntimeError("a bad callback")
+
+    late = dog.arm(0.08, lambda: (fired.append("late"), done.set()))
+    dog.arm(0.02, boom)
+    dropped = dog.arm(0.01, lambda: fired.append("dropped"))
+    early = dog.arm(0.04, lambda: fired.append("early"))
+    assert dropped.disarm() is False  # disarmed before its time: never runs
+    assert done.wait(5)
+    assert fired == ["boom", "early", "late"]
+    assert early.fired and late.disarm() is True and not dropped.fired
 
 
 def test_deadline() -> None:

@@ -14,6 +14,11 @@ asyncio alike:
   failure opens it for another cool-down. So a dead dependency costs at most
   one deadline per cool-down instead of one per call.
 
+* :class:`Watchdog` — runs a callback when a deadline passes unless it was
+  disarmed first, from one daemon thread: what lets a blocking call be cut
+  off at its deadline (the ``opa`` engine shuts its socket down) when the
+  library it goes through only knows per-operation timeouts.
+
 :func:`call` and :func:`acall` put them together: the breaker is consulted
 once per call, then attempts run until one succeeds, the error is not
 retryable, the retries are spent, or the next backoff would overrun the
@@ -36,9 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
+import itertools
+import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -52,6 +61,8 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Permit",
+    "Watchdog",
+    "Alarm",
     "call",
     "acall",
     "is_retryable",
@@ -91,6 +102,108 @@ class Deadline:
 
     def __repr__(self) -> str:
         return f"<Deadline {self.remaining():.3f}s of {self.seconds}s left>"
+
+
+# ---------------------------------------------------------------------------- watchdog
+
+
+class Alarm:
+    """One armed callback of a :class:`Watchdog`; :meth:`disarm` it when the guarded work ends."""
+
+    __slots__ = ("_callback", "_lock", "_state")
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback = callback
+        self._lock = threading.Lock()
+        self._state = "armed"  # then "disarmed" or "fired", never both
+
+    @property
+    def fired(self) -> bool:
+        """Whether the deadline passed before :meth:`disarm` (the callback ran or is running)."""
+        with self._lock:
+            return self._state == "fired"
+
+    def disarm(self) -> bool:
+        """Stop the alarm. Returns True when it had already fired."""
+        with self._lock:
+            if self._state == "armed":
+                self._state = "disarmed"
+            return self._state == "fired"
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._state != "armed":
+                return
+            self._state = "fired"
+        self._callback()  # outside the lock: the callback may take a while, disarm must not wait
+
+
+class Watchdog:
+    """Runs callbacks when their deadlines pass, unless disarmed first.
+
+    One daemon thread serves every alarm (started on first use, and again in
+    a forked child). Callbacks run on that thread, one after another, so they
+    must be quick and must not raise; one that raises is ignored, so that the
+    other alarms still fire.
+
+    >>> import threading
+    >>> fired = threading.Event()
+    >>> alarm = Watchdog().arm(0.01, fired.set)
+    >>> fired.wait(5), alarm.fired, alarm.disarm()
+    (True, True, True)
+    """
+
+    def __init__(self, *, name: str = "helpdesk-policy-watchdog", clock: Clock = time.monotonic) -> None:
+        self.name = name
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Alarm]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        if hasattr(os, "register_at_fork"):
+            # A child inherits the heap but not the thread, and maybe a lock
+            # held by a thread that no longer exists: start afresh.
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (w := ref()) is not None and w._after_fork())
+
+    def arm(self, seconds: float, callback: Callable[[], object]) -> Alarm:
+        """Run ``callback`` in ``seconds`` unless the returned alarm is disarmed first."""
+        alarm = Alarm(callback)
+        when = self._clock() + seconds
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), alarm))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is alarm:
+                self._cond.notify()  # the new alarm is the earliest: wake up sooner
+        return alarm
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    # Disarmed alarms are dropped when they reach the top, so
+                    # the heap holds at most the alarms armed in one deadline.
+                    while self._heap and self._heap[0][2]._state != "armed":  # noqa: SLF001
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - self._clock()
+                    if wait <= 0:
+                        alarm = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(wait)
+            try:
+                alarm._fire()  # noqa: SLF001
+            except Exception:  # noqa: BLE001, S110 - one bad callback must not stop the others
+                pass
+
+    def _after_fork(self) -> None:
+        self._cond = threading.Condition()
+        self._heap = []
+        self._thread = None
 
 
 # ------------------------------------------------------------------------------ retry
