@@ -6,9 +6,12 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import sys
 import tarfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -330,7 +333,7 @@ def test_cli_build_and_verify(tmp_path: Path, rsa_keys: dict[str, Path], policy_
     hs = tmp_path / "hs.tar.gz"
     assert runner.invoke(bundle, ["build", "-o", str(hs), "--signing-key", str(secret_file)]).exit_code == 0
     assert verify_bundle(hs, key=SECRET).algorithm == "HS256"
-    result = runner.invoke(bundle, ["verify", str(hs)], env={"HELPDESK_POLICY_VERIFICATION_KEY": SECRET.decode()})
+    result = runner.invoke(bundle, ["verify", str(hs)], env={"HELPDESK_POLICY_VERIFICATION_KEY": str(secret_file)})
     assert result.exit_code == 0, result.output
 
     config = tmp_path / "c.yaml"
@@ -352,3 +355,248 @@ def test_cli_errors_are_reported_like_every_other_command(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["bundle", "verify", str(tmp_path / "missing.tar.gz")])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
+
+
+# ------------------------------------------------------------------------- keys
+
+
+def test_a_key_name_that_is_not_a_file_is_never_the_key(policy_set: PolicySet, tmp_path: Path) -> None:
+    """A str or path names a key file that must exist; it never becomes the HMAC secret itself."""
+    missing = str(tmp_path / "no-such-dir" / "verification-key-that-is-long-enough.pem")
+    assert len(missing.encode()) >= 32  # long enough to pass for an HS256 secret
+    forged = build_bundle(policy_set, tmp_path / "forged.tar.gz", signing_key=missing.encode())
+    for key in (missing, Path(missing)):
+        with pytest.raises(BundleError, match="verification key file") as caught:
+            verify_bundle(forged.path, key=key)
+        assert not isinstance(caught.value, BundleVerificationError) or "bad bundle signature" not in str(caught.value)
+        with pytest.raises(BundleError, match="signing key file"):
+            build_bundle(policy_set, tmp_path / "b.tar.gz", signing_key=key)
+    # A str that is a secret, not a file name, is not echoed back.
+    with pytest.raises(BundleError) as caught:
+        verify_bundle(forged.path, key=SECRET.decode())
+    assert SECRET.decode() not in str(caught.value)
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_a_key_file_is_read_as_the_key(policy_set: PolicySet, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET + b"\r\n")  # one trailing newline is not part of the secret
+    info = build_bundle(policy_set, tmp_path / "s.tar.gz", signing_key=str(secret_file))
+    assert verify_bundle(info.path, key=SECRET).signed
+    assert verify_bundle(info.path, key=secret_file).algorithm == "HS256"
+
+
+@pytest.mark.parametrize("secret", [b"x", b"s" * 31])
+def test_verify_refuses_a_short_hmac_secret(secret: bytes, policy_set: PolicySet, tmp_path: Path) -> None:
+    # Signed with a short secret by another tool: a key that short can be brute-forced from the bundle.
+    files = read_bundle_files(build_bundle(policy_set, tmp_path / "u.tar.gz").path)
+    import jwt
+
+    payload = {"files": [{"name": n, "hash": file_hash(n, c), "algorithm": "SHA-256"} for n, c in sorted(files.items())]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyjwt warns about short HMAC keys (newer versions only)
+        token = jwt.encode(payload, secret, algorithm="HS256")
+    signed = _rewrite(tmp_path / "u.tar.gz", tmp_path / "short.tar.gz",
+                      {".signatures.json": json.dumps({"signatures": [token]}).encode()})
+    with pytest.raises(BundleVerificationError, match="at least 32 bytes"):
+        verify_bundle(signed, key=secret)
+
+
+def test_key_id_is_enforced_when_given(policy_set: PolicySet, tmp_path: Path) -> None:
+    no_kid = build_bundle(policy_set, tmp_path / "nokid.tar.gz", signing_key=SECRET)
+    with pytest.raises(BundleVerificationError, match="carries no key id, expected 'prod-1'"):
+        verify_bundle(no_kid.path, key=SECRET, key_id="prod-1")
+    assert verify_bundle(no_kid.path, key=SECRET).key_id is None  # no key id asked: none needed
+    other = build_bundle(policy_set, tmp_path / "other.tar.gz", signing_key=SECRET, key_id="test-1")
+    with pytest.raises(BundleVerificationError, match="key id 'test-1', not 'prod-1'"):
+        verify_bundle(other.path, key=SECRET, key_id="prod-1")
+    assert verify_bundle(other.path, key=SECRET, key_id="test-1").key_id == "test-1"
+
+
+def test_cli_key_options_name_files_that_must_exist(policy_set: PolicySet, tmp_path: Path) -> None:
+    runner = CliRunner()
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    signed = tmp_path / "signed.tar.gz"
+    # The attack: a bundle "signed" with the path string, verified with a missing key file.
+    missing = str(tmp_path / "keys" / "verification-key-that-is-long-enough")
+    build_bundle(policy_set, signed, signing_key=missing.encode())
+    result = runner.invoke(bundle, ["verify", str(signed), "--verification-key", missing])
+    assert result.exit_code == 2, result.output
+    assert "--verification-key" in result.output and "must name an existing file" in result.output
+    assert missing not in result.output and "verified" not in result.output
+
+    result = runner.invoke(bundle, ["build", "-o", str(tmp_path / "b.tar.gz"), "--signing-key", missing])
+    assert result.exit_code == 2 and "--signing-key" in result.output
+    assert not (tmp_path / "b.tar.gz").exists()
+
+    # A secret put in the environment variable (not a file name) is refused and never printed.
+    result = runner.invoke(bundle, ["verify", str(signed)],
+                           env={"HELPDESK_POLICY_VERIFICATION_KEY": SECRET.decode()})
+    assert result.exit_code == 2 and SECRET.decode() not in result.output
+
+    short = tmp_path / "short"
+    short.write_bytes(b"k\n")
+    result = runner.invoke(bundle, ["verify", str(signed), "--verification-key", str(short)])
+    assert result.exit_code == 1 and "at least 32 bytes (got 1)" in result.output
+    result = runner.invoke(bundle, ["build", "-o", str(tmp_path / "b.tar.gz"), "--signing-key", str(short)])
+    assert result.exit_code == 2 and "at least 32 bytes" in result.output
+
+    kid = tmp_path / "kid.tar.gz"
+    assert runner.invoke(bundle, ["build", "-o", str(kid), "--signing-key", str(secret_file)]).exit_code == 0
+    result = runner.invoke(bundle, ["verify", str(kid), "--verification-key", str(secret_file), "--key-id", "prod"])
+    assert result.exit_code == 1 and "no key id" in result.output
+    result = runner.invoke(bundle, ["verify", str(kid), "--verification-key", str(secret_file)])
+    assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------- hostile archives
+
+
+def _peak_rss_kib() -> int:
+    import re
+
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+class _PeakRss:
+    """Peak RSS growth (MiB) since :meth:`reset`, which clears VmHWM (Linux)."""
+
+    def reset(self) -> None:
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident set size
+        self.before = _peak_rss_kib()
+
+    def growth(self) -> float:
+        return (_peak_rss_kib() - self.before) / 1024
+
+
+@pytest.fixture()
+def peak_rss() -> _PeakRss:
+    rss = _PeakRss()
+    try:
+        rss.reset()
+    except OSError:
+        pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
+    return rss
+
+
+def _gzip_tar(path: Path, chunks: Any) -> Path:
+    """Write raw tar bytes (an iterable of chunks) gzip-compressed, fast."""
+    with gzip.GzipFile(path, "wb", compresslevel=1, mtime=0) as gz:
+        for chunk in chunks:
+            gz.write(chunk)
+    return path
+
+
+def _header(name: str, size: int, kind: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.type = kind
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def test_a_huge_pax_header_is_refused_before_it_is_read(tmp_path: Path, peak_rss: _PeakRss) -> None:
+    size = 192 * 1024 * 1024  # one PAX record of 192 MiB, ~200 KiB compressed
+    prefix = f"{size} path=".encode()
+    run = b"a" * (1 << 22)
+
+    def chunks() -> Any:
+        yield _header("././@PaxHeader", size, tarfile.XHDTYPE) + prefix
+        left = size - len(prefix) - 1
+        while left > 0:
+            yield run[:left]
+            left -= len(run)
+        yield b"\n" + _pad(size)
+        yield _header("helpdesk/x.rego", 0, tarfile.REGTYPE) + b"\0" * 1024
+
+    bomb = _gzip_tar(tmp_path / "pax.tar.gz", chunks())
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    peak_rss.reset()
+    start = time.perf_counter()
+    with pytest.raises(BundleError, match=r"PAX or long-name header of \d+ bytes"):
+        verify_bundle(bomb)
+    assert time.perf_counter() - start < 1
+    assert peak_rss.growth() < 16
+
+
+def test_thousands_of_directory_entries_are_counted(tmp_path: Path, peak_rss: _PeakRss) -> None:
+    def chunks() -> Any:
+        for i in range(12_000):
+            yield _header(f"helpdesk/d{i}/", 0, tarfile.DIRTYPE)
+        yield b"\0" * 1024
+
+    bomb = _gzip_tar(tmp_path / "dirs.tar.gz", chunks())
+    peak_rss.reset()
+    with pytest.raises(BundleError, match="more than 10000 tar entries"):
+        verify_bundle(bomb)
+    assert peak_rss.growth() < 16
+
+
+def test_chained_extended_headers_are_refused(tmp_path: Path) -> None:
+    # tarfile recurses once per extended header: thousands in a row used to overflow the stack.
+    record = b"30 comment=" + b"x" * 18 + b"\n"
+    assert len(record) == 30
+
+    def chunks() -> Any:
+        for _ in range(5_000):
+            yield _header("././@PaxHeader", len(record), tarfile.XHDTYPE) + record + _pad(len(record))
+        yield _header("helpdesk/x.rego", 0, tarfile.REGTYPE) + b"\0" * 1024
+
+    with pytest.raises(BundleError, match="extended headers in a row"):
+        verify_bundle(_gzip_tar(tmp_path / "chain.tar.gz", chunks()))
+
+
+def test_a_pax_size_override_is_refused(tmp_path: Path) -> None:
+    # A PAX "size" makes tarfile read the next member's data with another size than its header says.
+    record = b"12 size=999\n"
+    archive = (_header("././@PaxHeader", len(record), tarfile.XHDTYPE) + record + _pad(len(record))
+               + _header("helpdesk/x.rego", 0, tarfile.REGTYPE) + b"\0" * 1024)
+    with pytest.raises(BundleError, match="sets a member's size"):
+        verify_bundle(_gzip_tar(tmp_path / "size.tar.gz", [archive]))
+
+
+def test_a_gzip_bomb_is_refused_by_its_ratio(tmp_path: Path, peak_rss: _PeakRss) -> None:
+    size = 60 * 1024 * 1024  # under the 64 MiB file bound, but all zeros: ~60 KiB compressed
+    zeros = b"\0" * (1 << 22)
+
+    def chunks() -> Any:
+        yield _header("helpdesk/data.json", size, tarfile.REGTYPE)
+        for _ in range(size // len(zeros)):
+            yield zeros
+        yield b"\0" * 1024
+
+    bomb = _gzip_tar(tmp_path / "zeros.tar.gz", chunks())
+    assert bomb.stat().st_size < 1024 * 1024
+    peak_rss.reset()
+    with pytest.raises(BundleError, match="compression ratio above 200:1"):
+        verify_bundle(bomb)
+    assert peak_rss.growth() < 16
+
+
+def test_stream_beyond_the_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk_policy.bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "_MAX_TAR_BYTES", 64 * 1024)
+    data = os.urandom(40 * 1024)  # incompressible: the ratio bound does not apply
+    archive = b"".join(_header(f"helpdesk/{i}.rego", len(data), tarfile.REGTYPE) + data for i in range(3))
+    with pytest.raises(BundleError, match="decompresses to more than 65536 bytes"):
+        read_bundle_files(_gzip_tar(tmp_path / "big.tar.gz", [archive]))
+
+
+def test_other_entry_types_are_refused_by_the_scan(tmp_path: Path) -> None:
+    for kind in (tarfile.GNUTYPE_SPARSE, tarfile.CONTTYPE, tarfile.FIFOTYPE, tarfile.GNUTYPE_LONGLINK):
+        archive = _header("helpdesk/x.rego", 0, kind) + b"\0" * 1024
+        with pytest.raises(BundleError, match="not a regular file"):
+            read_bundle_files(_gzip_tar(tmp_path / "odd.tar.gz", [archive]))
+
+
+def test_stock_bundles_stay_well_inside_the_bounds(policy_set: PolicySet, tmp_path: Path) -> None:
+    info = build_bundle(policy_set, tmp_path / "b.tar.gz", signing_key=SECRET)
+    files = read_bundle_files(info.path)
+    assert set(files) >= set(policy_set.modules) | {MANIFEST, CONFIG_DATA_PATH}
+    raw = gzip.decompress(info.path.read_bytes())
+    assert len(raw) / info.size < 50

@@ -13,16 +13,18 @@ test, and a syntax error, must all be reported as failures, never as passes.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from helpdesk_policy import regotest
-from helpdesk_policy.errors import EngineUnavailableError
+from helpdesk_policy.errors import EngineUnavailableError, PolicyLoadError, ResourceLimitError
 from helpdesk_policy.policies import PolicySet, stock_policy_dir
 from helpdesk_policy.regotest import RegoTest, RegoTestResult
 
@@ -243,26 +245,23 @@ def test_failures_are_reported_as_failures(evaluator: str, broken_set: PolicySet
 
 
 @pytest.mark.parametrize("evaluator", [pytest.param(e, marks=_needs(e)) for e in regotest.EVALUATORS])
-def test_compile_error_fails_every_test(evaluator: str, syntax_error_set: PolicySet) -> None:
-    results = regotest.run(syntax_error_set, evaluator)
-    assert {r.test.file for r in results} == {"helpdesk/levels_test.rego", "helpdesk/syntax_test.rego"}
-    for r in results:
-        assert not r.passed, f"{r.test.ref} passed although the policies do not compile"
-        assert r.error and r.error.startswith("compile error:")
-    # The compiler's own message, not a generic one, names what is wrong.
-    assert len({r.error for r in results}) == 1
-    message = results[0].error or ""
-    assert "syntax_test.rego" in message, message
+def test_compile_error_is_a_load_error_naming_file_and_line(evaluator: str, syntax_error_set: PolicySet) -> None:
+    """A broken test module fails the run with the compiler's message as file:line, never as test results."""
+    with pytest.raises(PolicyLoadError, match="do not compile") as caught:
+        regotest.run(syntax_error_set, evaluator)
+    message = str(caught.value)
+    assert "helpdesk/syntax_test.rego:5" in message, message
+    assert "(rego-errorseq" not in message and "errormsg" not in message  # not rego-cpp's raw dump
 
 
-@pytest.mark.parametrize("evaluator", [pytest.param(e, marks=_needs(e)) for e in regotest.EVALUATORS])
-def test_compile_error_in_a_policy_fails_every_test(evaluator: str, tmp_path: Path) -> None:
+def test_compile_error_in_a_policy_is_refused_at_load(tmp_path: Path) -> None:
     directory = _policy_dir(tmp_path, {})
     levels = directory / "helpdesk" / "levels.rego"
-    levels.write_text(levels.read_text(encoding="utf-8") + "\nbroken if {\n", encoding="utf-8")
-    results = regotest.run(PolicySet.load(directory), evaluator)
-    assert results and not any(r.passed for r in results)
-    assert all((r.error or "").startswith("compile error:") for r in results)
+    text = levels.read_text(encoding="utf-8")
+    levels.write_text(text + "\nbroken if {\n", encoding="utf-8")
+    with pytest.raises(PolicyLoadError, match=r"helpdesk/levels\.rego:%d: '\{' opened here is never closed"
+                       % (text.count("\n") + 2)):
+        PolicySet.load(directory)
 
 
 @pytest.mark.parametrize("evaluator", [pytest.param(e, marks=_needs(e)) for e in regotest.EVALUATORS])
@@ -316,7 +315,8 @@ def test_regopy_query_fallback_reports_the_same(broken_set: PolicySet, monkeypat
         raise regopy.RegoError("bundles disabled for this test")
 
     monkeypatch.setattr(regopy.Interpreter, "build", no_bundle)
-    queried = {r.test: (r.passed, r.error) for r in regotest.run(broken_set, "regopy")}
+    # In this process: a worker would not see the monkeypatch.
+    queried = {r.test: (r.passed, r.error) for r in regotest.run(broken_set, "regopy", limits=None)}
     assert {t: p for t, (p, _) in queried.items()} == {t: p for t, (p, _) in bundled.items()}
     names = {t.name: e for t, (_, e) in queried.items()}
     assert "undefined" in (names["test_fails"] or "")
@@ -332,3 +332,208 @@ def test_regopy_unknown_function_fails_with_its_name(tmp_path: Path) -> None:
     result = next(r for r in results if r.test.name == "test_unknown")
     assert not result.passed
     assert "no_such.fn" in (result.error or "")
+
+
+# ------------------------------------------------------ failures explained
+
+EXPLAIN_TEST = """\
+package helpdesk.explain_test
+
+import rego.v1
+
+import data.helpdesk.levels as lv
+
+field := input.request.channel
+
+test_second_expression_fails if {
+\tx := 1
+\tx + 1 == 3
+\tx == 1
+}
+
+test_not_fails if {
+\tx := lv.raise(0, 1)
+\tnot x == "step_up"
+}
+
+test_comparison_under_with if {
+\tfield == "phone" with input.request.channel as "chat"
+}
+
+test_every_fails if {
+\tevery n in [1, 2, 3] {
+\t\tn < 3
+\t}
+}
+
+test_some_binds_several if {
+\tsome n in [1, 2]
+\tn > 5
+}
+
+test_two_bodies if {
+\tlv.raise(1, 1) == "callback"
+}
+
+test_two_bodies if {
+\tfalse
+}
+"""
+
+
+@pytest.fixture()
+def explain_set(tmp_path: Path) -> PolicySet:
+    return PolicySet.load(_policy_dir(tmp_path / "explain", {"explain_test.rego": EXPLAIN_TEST}))
+
+
+@pytest.mark.parametrize("evaluator", [pytest.param(e, marks=_needs(e)) for e in regotest.EVALUATORS])
+def test_an_undefined_test_names_the_expression_that_failed(evaluator: str, explain_set: PolicySet,
+                                                            broken_set: PolicySet) -> None:
+    f = "helpdesk/explain_test.rego"
+    results = _by_name(regotest.run(explain_set, evaluator, limits=None), f)
+    assert not any(r.passed for r in results.values())
+    errors = {name: r.error or "" for name, r in results.items()}
+    assert errors["test_second_expression_fails"].splitlines()[1:] == [
+        f"  failed at {f}:11: x + 1 == 3", "    left:  2", "    right: 3"]
+    assert errors["test_not_fails"].splitlines()[1:] == [f"  failed at {f}:17: not x == \"step_up\""]
+    assert errors["test_comparison_under_with"].splitlines()[1:] == [
+        f"  failed at {f}:21: field == \"phone\" with input.request.channel as \"chat\"",
+        "    left:  \"chat\"", "    right: \"phone\""]
+    assert errors["test_every_fails"].splitlines()[1] == f"  failed at {f}:25: every n in [1, 2, 3] {{ n < 3 }}"
+    assert errors["test_some_binds_several"].splitlines()[1:] == [
+        f"  failed at {f}:32: n > 5", "    left:  one of 1, 2", "    right: 5"]
+    assert errors["test_two_bodies"].splitlines()[1:] == [
+        f"  failed at {f}:36: lv.raise(1, 1) == \"callback\"", "    left:  \"manager_approval\"",
+        "    right: \"callback\"", f"  failed at {f}:40: false"]
+    # The plain failure messages are unchanged by the explanation, and other failures get none.
+    assert all(e.startswith("test is undefined") for e in errors.values())
+    broken = _by_name(regotest.run(broken_set, evaluator, limits=None), "helpdesk/broken_test.rego")
+    assert (broken["test_fails"].error or "").splitlines()[1:] == [
+        "  failed at helpdesk/broken_test.rego:12: levels.raise(0, 1) == \"callback\"",
+        "    left:  \"step_up\"", "    right: \"callback\""]
+    assert (broken["test_undefined"].error or "").splitlines()[1:] == [
+        "  failed at helpdesk/broken_test.rego:18: input.no_such_field == 1", "    left:  undefined",
+        "    right: 1"]
+    assert "\n" not in (broken["test_false"].error or "") and "\n" not in (broken["test_errors"].error or "")
+
+
+def test_explanation_can_be_turned_off(explain_set: PolicySet) -> None:
+    results = regotest.run(explain_set, "regopy", limits=None, explain=False)
+    assert all(r.error == regotest._UNDEFINED for r in results if not r.passed)
+
+
+# ------------------------------------------------------------- recursion
+
+RECURSIVE_POLICY = """\
+package helpdesk.loop
+
+import rego.v1
+
+import data.helpdesk.loop_other as other
+
+p if q
+
+q if {
+\tother.r
+}
+"""
+
+RECURSIVE_OTHER = """\
+package helpdesk.loop_other
+
+import rego.v1
+
+r if data.helpdesk.loop.p
+"""
+
+
+def test_recursive_rules_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    directory = _policy_dir(tmp_path, {})
+    (directory / "helpdesk" / "loop.rego").write_text(RECURSIVE_POLICY, encoding="utf-8")
+    (directory / "helpdesk" / "loop_other.rego").write_text(RECURSIVE_OTHER, encoding="utf-8")
+    start = time.perf_counter()
+    with pytest.raises(PolicyLoadError) as caught:
+        PolicySet.load(directory)
+    assert time.perf_counter() - start < 2
+    message = str(caught.value)
+    assert "recursion: data.helpdesk.loop.p -> data.helpdesk.loop.q -> data.helpdesk.loop_other.r -> " \
+           "data.helpdesk.loop.p" in message, message
+    for where in ("helpdesk/loop.rego:7: p refers to q", "helpdesk/loop.rego:10: q refers to r",
+                  "helpdesk/loop_other.rego:5: r refers to p"):
+        assert where in message, message
+    # The same modules handed to the runner or the engine directly (not through load) are refused too.
+    unchecked = PolicySet(directory=directory, config=PolicySet.load().config)
+    with pytest.raises(PolicyLoadError, match="recursion"):
+        regotest.run(unchecked, "regopy")
+
+
+def test_recursion_in_a_test_module_is_refused_by_the_runner(tmp_path: Path) -> None:
+    looping = "package helpdesk.looping_test\n\nimport rego.v1\n\ntest_loop if helper(1)\n\nhelper(n) := helper(n + 1)\n"
+    ps = PolicySet.load(_policy_dir(tmp_path, {"looping_test.rego": looping}))  # policies alone are fine
+    with pytest.raises(PolicyLoadError, match=r"looping_test\.rego:7: recursion: data\.helpdesk\.looping_test\.helper"):
+        regotest.run(ps, "regopy")
+
+
+@_needs("opa-go")
+def test_opa_also_refuses_the_recursive_fixture() -> None:
+    from opa_bindings import OpaEngine, OpaError
+
+    engine = OpaEngine()
+    try:
+        engine.add_policy("helpdesk/loop.rego", RECURSIVE_POLICY)
+        engine.add_policy("helpdesk/loop_other.rego", RECURSIVE_OTHER)
+        with pytest.raises(OpaError, match="rego_recursion_error"):
+            engine.eval_query("x = data.helpdesk.loop.p")
+    finally:
+        engine.close()
+
+
+# ---------------------------------------------------------------- bounds
+
+RUNAWAY_TEST = """\
+package helpdesk.runaway_test
+
+import rego.v1
+
+test_allocates if {
+\tcount(numbers.range(1, 100000000)) > 0
+}
+
+test_spins if {
+\tcount({[i, j] | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000)}) > 0
+}
+"""
+
+
+@pytest.fixture()
+def runaway_set(tmp_path: Path) -> PolicySet:
+    return PolicySet.load(_policy_dir(tmp_path, {"runaway_test.rego": RUNAWAY_TEST}))
+
+
+def _runaway(ps: PolicySet, name: str) -> list[RegoTest]:
+    return [t for t in regotest.discover(ps) if t.name == name]
+
+
+@_needs("regopy")
+def test_a_run_that_grows_past_its_memory_bound_is_stopped(runaway_set: PolicySet) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ResourceLimitError, match="grew past 256 MiB") as caught:
+        regotest.run(runaway_set, "regopy", _runaway(runaway_set, "test_allocates"),
+                     limits=regotest.RunLimits(timeout_s=20, memory_mb=256))
+    assert caught.value.limit == "memory"
+    assert time.perf_counter() - start < 10
+
+
+@_needs("regopy")
+def test_a_run_that_outlasts_its_time_bound_is_stopped(runaway_set: PolicySet) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ResourceLimitError, match="longer than 1 s") as caught:
+        regotest.run(runaway_set, "regopy", _runaway(runaway_set, "test_spins"),
+                     limits=regotest.RunLimits(timeout_s=1, memory_mb=None))
+    assert caught.value.limit == "time"
+    assert time.perf_counter() - start < 5
+
+
+def test_runs_are_bounded_by_default() -> None:
+    assert regotest.DEFAULT_LIMITS.timeout_s and regotest.DEFAULT_LIMITS.memory_mb
+    assert inspect.signature(regotest.run).parameters["limits"].default is regotest.DEFAULT_LIMITS

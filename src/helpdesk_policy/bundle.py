@@ -35,6 +35,11 @@ signed or a key is given), that every file is signed and every signed file is
 present with a matching digest, and — signed or not — that the manifest's
 revision equals the revision recomputed from the bundle's own ``.rego``
 files and config, so a tampered policy or config is caught without a key.
+Reading an archive is bounded before :mod:`tarfile` sees it (see
+:func:`read_bundle_files`): a 300 KiB hostile archive costs milliseconds and
+a few MiB, never its decompressed size. Keys are read from files that must
+exist (``bytes`` are the key itself), HS256 secrets are at least 32 bytes
+on both sides, and an expected key id must be in the signature.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import os
 import re
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -92,8 +98,21 @@ _HASHES = {
 }
 _WEAK_HASHES = frozenset({"MD5", "SHA-1"})
 _STRUCTURED = frozenset({"data.json", "data.yaml", "signatures.json", ".manifest"})
+#: What the bundle's files may hold in all (and so any one of them).
 _MAX_FILE_BYTES = 64 * 1024 * 1024
-_MAX_FILES = 10_000
+#: Every tar entry counts: files, directories, PAX and GNU long-name headers.
+_MAX_ENTRIES = 10_000
+#: A PAX or GNU long-name header's data (tarfile reads it whole).
+_MAX_EXTENDED_HEADER = 64 * 1024
+#: Extended headers before one member (tarfile recurses once per header).
+_MAX_CHAINED_HEADERS = 4
+#: The decompressed tar stream: the files plus a header per entry and padding.
+_MAX_TAR_BYTES = _MAX_FILE_BYTES + 2 * tarfile.BLOCKSIZE * _MAX_ENTRIES
+#: Above _RATIO_FLOOR decompressed bytes, at most this many per compressed byte:
+#: Rego and JSON compress 5-20 times, a run of zeros 1000 times.
+_MAX_RATIO = 200
+_RATIO_FLOOR = 1024 * 1024
+_CHUNK = 256 * 1024
 _MIN_HMAC_KEY = 32  # RFC 7518 §3.2: at least the hash size
 
 
@@ -299,21 +318,23 @@ def build_bundle(
     Args:
         policy_set: the policies and config to ship.
         output_path: the archive to write (replaced atomically).
-        signing_key: sign the bundle: the HMAC secret (``str``/``bytes``, at
-            least 32 bytes) for HS256, or an RSA private key in PEM for RS256;
-            a path object names a file holding it.
+        signing_key: sign the bundle with this key: ``bytes`` are the key
+            itself, a ``str`` or path names the file holding it (which must
+            exist). The HMAC secret (at least 32 bytes) for HS256, or an RSA
+            private key in PEM for RS256.
         alg: ``"HS256"`` or ``"RS256"``.
         key_id: the key id OPA selects the verification key by (``kid``).
         scope: an optional ``scope`` claim (OPA then requires the same scope).
 
     Raises:
-        BundleError: a module outside the roots, a bad key, or the ``bundle``
-            extra (pyjwt) missing when signing.
+        BundleError: a module outside the roots, a bad or missing key file,
+            a short HS256 secret, or the ``bundle`` extra (pyjwt) missing when
+            signing.
     """
     out = Path(output_path)
     files = _bundle_files(policy_set)
     if signing_key is not None:
-        token = _sign(files, _key_material(signing_key), alg, key_id, scope)
+        token = _sign(files, _key_material(signing_key, "signing key"), alg, key_id, scope)
         files[SIGNATURES] = (json.dumps({"signatures": [token]}, indent=1) + "\n").encode("utf-8")
     elif key_id or scope:
         raise BundleError("key_id/scope given without a signing key")
@@ -340,15 +361,31 @@ def _jwt() -> Any:
     return jwt
 
 
-def _key_material(key: str | bytes | os.PathLike[str]) -> bytes:
+def _key_material(key: str | bytes | os.PathLike[str], what: str = "key") -> bytes:
+    """The key itself (``bytes``), or read from the file a ``str`` or path names.
+
+    A file must exist: a name that is not a file is an error, never the key
+    itself (a mistyped path read as an HMAC secret would be a secret anyone
+    who reads the command line knows). A secret read from a file loses one
+    trailing newline (``echo``'d files); a PEM key is read as it is.
+    """
     if isinstance(key, bytes):
         return key
-    if isinstance(key, str):
-        return key.encode("utf-8")
+    p = Path(key)
+    # A str may be a secret passed by mistake: it is never echoed.
+    shown = f" {p}" if not isinstance(key, str) else ""
+    if not p.is_file():
+        raise BundleError(
+            f"the {what} file{shown} does not exist or is not a file "
+            "(a str or path names the file holding the key; pass the key itself as bytes)"
+        )
     try:
-        return Path(key).read_bytes()
+        data = p.read_bytes()
     except OSError as exc:
-        raise BundleError(f"cannot read key file {key}: {exc.strerror}") from None
+        raise BundleError(f"cannot read the {what} file{shown}: {exc.strerror}") from None
+    if not _is_pem(data):
+        data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
+    return data
 
 
 def _is_pem(key: bytes) -> bool:
@@ -367,8 +404,7 @@ def _sign(files: Mapping[str, bytes], key: bytes, alg: str, key_id: str | None, 
     if alg == "HS256":
         if _is_pem(key):
             raise BundleError("HS256 takes a shared secret, not a PEM key (use RS256 for an RSA key)")
-        if len(key) < _MIN_HMAC_KEY:
-            raise BundleError(f"the HS256 secret must be at least {_MIN_HMAC_KEY} bytes (got {len(key)})")
+        _check_hmac_length(key, BundleError)
         signing: Any = key
     else:
         signing = _load_private_key(key)
@@ -385,6 +421,13 @@ def _sign(files: Mapping[str, bytes], key: bytes, alg: str, key_id: str | None, 
         return str(jwt.encode(payload, signing, algorithm=alg, headers={"kid": key_id} if key_id else None))
     except (ValueError, TypeError) as exc:
         raise BundleError(f"cannot sign with this key: {exc}") from None
+
+
+def _check_hmac_length(key: bytes, error: type[BundleError]) -> None:
+    # RFC 7518 §3.2: an HS256 key at least as long as the hash output. A short
+    # secret can be brute-forced from one signed bundle, then forge any other.
+    if len(key) < _MIN_HMAC_KEY:
+        raise error(f"the HS256 secret must be at least {_MIN_HMAC_KEY} bytes (got {len(key)})")
 
 
 def _crypto() -> Any:
@@ -412,6 +455,7 @@ def _verification_key(key: bytes, alg: str) -> Any:
     if alg == "HS256":
         if _is_pem(key):
             raise BundleVerificationError("HS256 verification takes the shared secret, not a PEM key")
+        _check_hmac_length(key, BundleVerificationError)
         return key
     serialization = _crypto()
     from cryptography import x509
@@ -434,31 +478,182 @@ def read_bundle_files(path: str | os.PathLike[str]) -> dict[str, bytes]:
     """Every regular file of a bundle archive, by name without the leading slash.
 
     Refuses links, device files, absolute or ``..`` paths after normalising,
-    duplicates, and oversized archives.
+    duplicates, and archives beyond the bounds that keep a hostile archive
+    cheap to refuse: the decompressed tar stream (and its compression ratio),
+    the number of tar entries (directories, PAX and GNU long-name headers
+    included), and the size of every PAX/long-name header. The bounds are
+    checked on the raw 512-byte headers *as the stream is decompressed*,
+    before :mod:`tarfile` reads anything: tarfile reads a PAX header whole
+    into memory, so it must never see an oversized one.
+
+    Raises:
+        BundleError: the archive is unreadable, unsafe or beyond a bound.
     """
     p = Path(path)
+    stream = _tar_stream(p)
     files: dict[str, bytes] = {}
     total = 0
+    entries = 0
     try:
-        with tarfile.open(p, mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
             for member in tar:
+                # A second guard behind the header scan: whatever tarfile
+                # makes of the stream, it never yields more than the bound.
+                entries += 1
+                if entries > _MAX_ENTRIES:
+                    raise BundleError(f"{p}: more than {_MAX_ENTRIES} tar entries")
                 if member.isdir():
                     continue
-                if not member.isreg():
+                if member.type not in _REGULAR:
                     raise BundleError(f"{p}: {member.name!r} is not a regular file")
                 name = _normalise(member.name)
                 if name in files:
                     raise BundleError(f"{p}: {name!r} appears twice")
-                if len(files) >= _MAX_FILES:
-                    raise BundleError(f"{p}: more than {_MAX_FILES} files")
                 total += member.size
                 if member.size > _MAX_FILE_BYTES or total > _MAX_FILE_BYTES:
-                    raise BundleError(f"{p}: larger than {_MAX_FILE_BYTES} bytes")
+                    raise BundleError(f"{p}: its files hold more than {_MAX_FILE_BYTES} bytes")
                 fh = tar.extractfile(member)
                 files[name] = fh.read() if fh is not None else b""
-    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (tarfile.TarError, OSError, EOFError) as exc:
         raise BundleError(f"cannot read bundle {p}: {exc}") from None
     return files
+
+
+#: Regular-file type flags. GNU sparse and contiguous files, which tarfile
+#: also counts as regular, are refused: OPA bundles have neither.
+_REGULAR = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE})
+#: Headers whose data tarfile reads whole and applies to the next member.
+_EXTENDED = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME})
+#: PAX keys that would make tarfile read the next member's data with another
+#: size (or as a sparse file) than its header says, so that the scan and
+#: tarfile would disagree on where the next header starts.
+_PAX_LAYOUT_KEY = re.compile(rb"(?:^|\n)\d+ (size|GNU\.sparse\.[^=]*)=")
+
+
+def _tar_stream(p: Path) -> bytearray:
+    """The decompressed tar stream of ``p``, up to its end-of-archive marker.
+
+    Decompresses at most ``_CHUNK`` bytes at a time, refusing as soon as the
+    stream outgrows ``_MAX_TAR_BYTES`` or ``_MAX_RATIO`` times the compressed
+    bytes it came from, and scans each header as it arrives
+    (:class:`_HeaderScan`). Nothing after the end-of-archive marker is
+    decompressed.
+    """
+    scan = _HeaderScan(p)
+    buf = bytearray()
+    consumed = 0  # compressed bytes the decompressor has used
+    try:
+        with p.open("rb") as raw:
+            pending = raw.read(_CHUNK)
+            if pending[:2] != b"\x1f\x8b":
+                raise BundleError(f"cannot read bundle {p}: not a gzip file")
+            inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            while not scan.done:
+                if not pending:
+                    pending = raw.read(_CHUNK)
+                    if not pending:
+                        if not inflate.eof:
+                            raise BundleError(f"cannot read bundle {p}: the gzip stream is truncated")
+                        break
+                if inflate.eof:
+                    if not pending.strip(b"\0"):
+                        pending = b""  # NUL padding after a gzip member, as gzip allows
+                        continue
+                    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # the next gzip member
+                out = inflate.decompress(pending, _CHUNK)
+                rest = inflate.unconsumed_tail or inflate.unused_data
+                consumed += len(pending) - len(rest)
+                pending = rest
+                buf += out
+                if len(buf) > _MAX_TAR_BYTES:
+                    raise BundleError(f"{p}: decompresses to more than {_MAX_TAR_BYTES} bytes")
+                if len(buf) > _RATIO_FLOOR and len(buf) > _MAX_RATIO * consumed:
+                    raise BundleError(f"{p}: compression ratio above {_MAX_RATIO}:1 (a decompression bomb?)")
+                scan.feed(buf)
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {p}: {exc.strerror or exc}") from None
+    except zlib.error as exc:
+        raise BundleError(f"cannot read bundle {p}: not a valid gzip stream ({exc})") from None
+    if scan.done:
+        del buf[scan.end :]
+    return buf
+
+
+class _HeaderScan:
+    """Walks a tar stream's 512-byte headers the way tarfile will, checking the bounds.
+
+    Counts every header (files, directories, PAX and GNU long-name headers),
+    caps the size of the headers tarfile reads whole and how many of them
+    may precede one member, and refuses any entry that is neither a regular
+    file nor a directory. Stops at the end-of-archive marker, or at an
+    invalid header after the first (where tarfile stops too).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.entries = 0
+        self.chained = 0
+        self.done = False
+        #: Where the archive ends (the start of the end-of-archive marker).
+        self.end = 0
+
+    def feed(self, buf: bytearray) -> None:
+        while not self.done and self.offset + tarfile.BLOCKSIZE <= len(buf):
+            header = bytes(buf[self.offset : self.offset + tarfile.BLOCKSIZE])
+            parsed = self._parse(header)
+            if parsed is None:
+                self.done, self.end = True, self.offset
+                return
+            kind, size, name = parsed
+            data = self.offset + tarfile.BLOCKSIZE
+            if kind in _EXTENDED:
+                if size > _MAX_EXTENDED_HEADER:
+                    raise BundleError(
+                        f"{self.path}: a PAX or long-name header of {size} bytes (at most {_MAX_EXTENDED_HEADER})"
+                    )
+                if data + size > len(buf):
+                    return  # read its records once they have all arrived (nothing counted yet)
+            self.entries += 1
+            if self.entries > _MAX_ENTRIES:
+                raise BundleError(f"{self.path}: more than {_MAX_ENTRIES} tar entries")
+            if kind in _EXTENDED:
+                self.chained += 1
+                if self.chained > _MAX_CHAINED_HEADERS:
+                    raise BundleError(f"{self.path}: more than {_MAX_CHAINED_HEADERS} extended headers in a row")
+                if kind != tarfile.GNUTYPE_LONGNAME and _PAX_LAYOUT_KEY.search(bytes(buf[data : data + size])):
+                    raise BundleError(f"{self.path}: a PAX header sets a member's size or sparse layout")
+                self.offset = data + _blocks(size)
+                continue
+            self.chained = 0
+            if kind == tarfile.DIRTYPE or (kind == tarfile.AREGTYPE and name.endswith(b"/")):
+                self.offset = data  # tarfile never skips data after a directory header
+            elif kind in _REGULAR:
+                if size > _MAX_FILE_BYTES:
+                    raise BundleError(f"{self.path}: a member of {size} bytes (at most {_MAX_FILE_BYTES})")
+                self.offset = data + _blocks(size)
+            else:
+                shown = name.decode("utf-8", "replace")
+                raise BundleError(f"{self.path}: {shown!r} is not a regular file or directory (type {kind!r})")
+
+    def _parse(self, header: bytes) -> tuple[bytes, int, bytes] | None:
+        """(type, size, name) of a header; None where tarfile sees the end of the archive."""
+        if header.count(0) == tarfile.BLOCKSIZE:
+            return None
+        try:
+            valid = tarfile.nti(header[148:156]) in tarfile.calc_chksums(header)
+            size = tarfile.nti(header[124:136])
+        except (ValueError, tarfile.HeaderError):
+            valid, size = False, 0
+        if not valid or size < 0:
+            if self.offset == 0:
+                raise BundleError(f"cannot read bundle {self.path}: not a tar archive inside the gzip stream")
+            return None
+        return header[156:157], size, header[0:100].split(b"\0", 1)[0]
+
+
+def _blocks(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 def _normalise(name: str) -> str:
@@ -583,7 +778,10 @@ def _check_signature(
     except jwt.PyJWTError as exc:
         raise BundleVerificationError(f"bad bundle signature: {exc}") from None
     token_kid = header.get("kid") or payload.get("keyid")
-    if key_id and token_kid and token_kid != key_id:
+    if key_id and token_kid != key_id:
+        # A token without a key id does not say it was made with the expected key.
+        if not token_kid:
+            raise BundleVerificationError(f"the bundle's signature carries no key id, expected {key_id!r}")
         raise BundleVerificationError(f"the bundle was signed with key id {token_kid!r}, not {key_id!r}")
     token_scope = payload.get("scope") or ""
     if token_scope != (scope or ""):
@@ -628,7 +826,7 @@ def _inspect(
         raise BundleError(f"cannot read bundle {p}: {exc.strerror}") from None
     files = read_bundle_files(p)
     manifest = _manifest(files)
-    key_bytes = _key_material(key) if key is not None else None
+    key_bytes = _key_material(key, "verification key") if key is not None else None
     signed = SIGNATURES in files
     algorithm = kid = signed_scope = None
     if signed:
@@ -685,12 +883,14 @@ def verify_bundle(
 
     Args:
         path: the bundle archive.
-        key: the HS256 secret, or for RS256 a PEM public key, certificate or
-            private key (a path object names a file). Required when the
-            bundle is signed; refused when it is not.
+        key: the HS256 secret (at least 32 bytes), or for RS256 a PEM public
+            key, certificate or private key: ``bytes`` are the key itself, a
+            ``str`` or path names the file holding it (which must exist).
+            Required when the bundle is signed; refused when it is not.
         alg: ``"HS256"``/``"RS256"``; default: RS256 for a PEM key, else HS256
             (never taken from the token, to rule out algorithm confusion).
-        key_id: when given, the token's key id (if it has one) must match.
+        key_id: when given, the token must carry this key id (a token
+            without one is refused).
         scope: the scope the signature must carry (OPA semantics: none = none).
 
     Raises:
@@ -720,20 +920,23 @@ EXIT_INVALID = 2
 EXIT_MISSING_EXTRA = 3
 
 
-def _cli_key(value: str | None, *, hmac: bool) -> bytes | None:
-    """A key option: the path of a file holding the key, else the value itself.
+_SIGNING_KEY_ENV = "HELPDESK_POLICY_SIGNING_KEY"
+_VERIFICATION_KEY_ENV = "HELPDESK_POLICY_VERIFICATION_KEY"
 
-    An HMAC secret read from a file loses one trailing newline (``echo``'d files).
+
+def _cli_key(value: str | None, option: str, envvar: str) -> bytes | None:
+    """A key option's key: the option (or its environment variable) names a file that must exist.
+
+    Never the value itself: a mistyped path would otherwise become the HMAC
+    secret, known to anyone who reads the command line.
     """
     if value is None:
         return None
-    p = Path(value)
-    if p.is_file():
-        data = p.read_bytes()
-        if hmac and not _is_pem(data):
-            data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
-        return data
-    return value.encode("utf-8")
+    if not Path(value).is_file():
+        # Not shown: it may be a secret given where a file name belongs.
+        raise CliError(f"{option} (or ${envvar}) must name an existing file holding the key; "
+                       "it does not (the value is not shown)", EXIT_INVALID)
+    return _key_material(Path(value), option.removeprefix("--").replace("-", " "))
 
 
 def _fail(exc: HelpdeskPolicyError) -> CliError:
@@ -756,9 +959,9 @@ def bundle() -> None:
               help="Policy directory (default: the stock policies).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Config file merged over the stock config.")
-@click.option("--signing-key", envvar="HELPDESK_POLICY_SIGNING_KEY", default=None,
-              help="Sign: a PEM private key file (RS256), or the HMAC secret or a file holding it (HS256). "
-                   "Also read from $HELPDESK_POLICY_SIGNING_KEY.")
+@click.option("--signing-key", envvar=_SIGNING_KEY_ENV, default=None, metavar="FILE",
+              help="Sign with the key in FILE: a PEM RSA private key (RS256), or an HMAC secret of at least "
+                   f"32 bytes (HS256; one trailing newline is dropped). Also ${_SIGNING_KEY_ENV} (a file name).")
 @click.option("--signing-alg", type=click.Choice(SIGNING_ALGORITHMS), default=None,
               help="Signature algorithm (default: RS256 for a PEM key, else HS256).")
 @click.option("--key-id", default=None, help="Key id OPA uses to pick the verification key.")
@@ -775,7 +978,7 @@ def build_command(
     """
     try:
         policy_set = PolicySet.load(policy_dir, config_file)
-        key = _cli_key(signing_key, hmac=signing_alg != "RS256")
+        key = _cli_key(signing_key, "--signing-key", _SIGNING_KEY_ENV)
         alg = signing_alg or ("RS256" if key is not None and _is_pem(key) else "HS256")
         info = build_bundle(policy_set, output, signing_key=key, alg=alg, key_id=key_id, scope=scope)
     except HelpdeskPolicyError as exc:
@@ -785,12 +988,13 @@ def build_command(
 
 @bundle.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--verification-key", envvar="HELPDESK_POLICY_VERIFICATION_KEY", default=None,
-              help="A PEM public key/certificate file (RS256), or the HMAC secret or a file holding it (HS256). "
-                   "Also read from $HELPDESK_POLICY_VERIFICATION_KEY.")
+@click.option("--verification-key", envvar=_VERIFICATION_KEY_ENV, default=None, metavar="FILE",
+              help="Verify with the key in FILE: a PEM public key or certificate (RS256), or the HMAC secret of "
+                   f"at least 32 bytes (HS256; one trailing newline is dropped). Also ${_VERIFICATION_KEY_ENV} "
+                   "(a file name).")
 @click.option("--verification-alg", type=click.Choice(SIGNING_ALGORITHMS), default=None,
               help="Signature algorithm (default: RS256 for a PEM key, else HS256).")
-@click.option("--key-id", default=None, help="Expected key id.")
+@click.option("--key-id", default=None, help="Expected key id: the signature must carry it.")
 @click.option("--scope", default=None, help="Expected scope claim.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(
@@ -804,7 +1008,7 @@ def verify_command(
     3 a missing extra (pyjwt for signed bundles).
     """
     try:
-        key = _cli_key(verification_key, hmac=verification_alg != "RS256")
+        key = _cli_key(verification_key, "--verification-key", _VERIFICATION_KEY_ENV)
         info = verify_bundle(file, key=key, alg=verification_alg, key_id=key_id, scope=scope)
     except HelpdeskPolicyError as exc:
         raise _fail(exc) from None

@@ -58,7 +58,34 @@ class PolicySet:
         ps = cls(directory=d, config=load_config(config))
         if not ps.modules:
             raise PolicyLoadError(f"no .rego policy files in {d}")
+        if directory is not None:
+            # A directory someone edited: refuse broken or recursive Rego here,
+            # naming file and line, before any engine is built on it. (The
+            # shipped policies are checked when an engine compiles them.)
+            ps.check()
         return ps
+
+    def check(self, *, tests: bool = False) -> None:
+        """Refuse Rego that no engine should compile: lexical damage, a missing
+        package, and recursion between rules (see :mod:`helpdesk_policy.regocheck`).
+
+        Args:
+            tests: check the policy and test modules together (what the Rego
+                test runner compiles), not the policy modules alone.
+
+        Raises:
+            PolicyLoadError: every problem, each as ``file:line: message``.
+        """
+        done = self.__dict__.setdefault("_checked", set())
+        if tests in done:
+            return
+        from .regocheck import check_modules
+
+        if tests:
+            check_modules({**self.modules, **self.test_modules}, f"Rego policies and tests in {self.directory}")
+        else:
+            check_modules(self.modules, f"Rego policies in {self.directory}")
+        done.add(tests)
 
     def rego_files(self, *, include_tests: bool = False) -> list[Path]:
         files = sorted(p for p in self.directory.rglob("*.rego") if p.is_file())
@@ -78,9 +105,16 @@ class PolicySet:
         out: dict[str, str] = {}
         for p in paths:
             try:
-                out[p.relative_to(self.directory).as_posix()] = p.read_text(encoding="utf-8")
+                data = p.read_bytes()
             except OSError as exc:
                 raise PolicyLoadError(f"cannot read {p}: {exc.strerror}") from None
+            try:
+                # Rego sources are UTF-8 (OPA and rego-cpp both require it).
+                out[p.relative_to(self.directory).as_posix()] = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = data.count(b"\n", 0, exc.start) + 1
+                raise PolicyLoadError(f"{p}: line {line}: not UTF-8 (byte 0x{data[exc.start]:02x} "
+                                      f"at offset {exc.start}); Rego files must be UTF-8") from None
         return out
 
     def data(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The policies are compiled once into a regopy ``Bundle``; each thread gets its
 own ``Interpreter`` over that bundle, because one interpreter shared between
-threads corrupts results (NOTES.md), while the C call releases the GIL so
+threads corrupts results, while the C call releases the GIL so
 threads do evaluate in parallel.
 
 rego-cpp fails open if you let it: an unknown builtin, a type error or a rule
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..errors import (
 )
 from ..models import Request
 from ..policies import DECISION_PATH, PolicySet
+from ..regocheck import captured_stdout, compile_error_message
 from .base import BaseEngine, RawDecision
 
 __all__ = ["RegoEngine", "compile_bundle"]
@@ -43,18 +45,43 @@ def _interpreter() -> regopy.Interpreter:
 
 
 def compile_bundle(policy_set: PolicySet, entrypoints: tuple[str, ...] = (DECISION_PATH,)) -> regopy.Bundle:
-    """Compile the policy modules and config into a reusable regopy bundle."""
+    """Compile the policy modules and config into a reusable regopy bundle.
+
+    The sources are checked first (:meth:`PolicySet.check`): rego-cpp would
+    accept recursive rules and then evaluate them without end.
+
+    Raises:
+        PolicyLoadError: the Rego is refused by the check or does not
+            compile; the message names each file, line and column.
+    """
+    policy_set.check()
     interp = _interpreter()
-    try:
-        for name, source in policy_set.modules.items():
-            interp.add_module(name, source)
-        interp.add_data(policy_set.data())
-        bundle = interp.build(None, list(entrypoints))
-    except regopy.RegoError as exc:
-        raise PolicyLoadError(f"Rego policies in {policy_set.directory} do not compile: {exc}") from exc
-    if not bundle.ok():
-        raise PolicyLoadError(f"Rego policies in {policy_set.directory} do not compile (see stdout)")
+    error: regopy.RegoError | None = None
+    bundle = None
+    # rego-cpp prints its compile errors to the C++ stdout, in the middle of
+    # whatever the program writes there: keep them out, and use the exception.
+    with captured_stdout() as printed:
+        try:
+            for name, source in policy_set.modules.items():
+                interp.add_module(name, source)
+            interp.add_data(policy_set.data())
+            bundle = interp.build(None, list(entrypoints))
+        except regopy.RegoError as exc:
+            error = exc
+    if error is not None or bundle is None or not bundle.ok():
+        raise PolicyLoadError(
+            compile_error_message(f"Rego policies in {policy_set.directory}", error, printed, policy_set.modules)
+        ) from None
+    _replay(printed)
     return bundle
+
+
+def _replay(printed: list[str]) -> None:
+    # What another thread wrote to stdout while the compile was captured.
+    text = "".join(printed)
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 class RegoEngine(BaseEngine):
