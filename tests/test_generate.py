@@ -29,7 +29,10 @@ from helpdesk_policy.models import (
 #: sha256 of generate_request_dicts(200, seed=1) as sorted-key JSON. If this
 #: changes, every published "GEN-1-…" example and every CI diff baseline
 #: changes meaning: only update it on purpose (and say so in the changelog).
-GOLDEN_200_SEED_1 = "ae7ee60c7d77de3e95b5c657fa4440311fcc63fea54c677269bfd7ca33c306e7"
+#: Last changed on purpose: ``relationship: self`` now requires a requester of
+#: the target's kind (the request model refuses an AI agent claiming to *be*
+#: a human target), so the generator draws the requester kind from the target.
+GOLDEN_200_SEED_1 = "ea5c747e15740b7b79fd7bab11ece14ce151f26c7eb02cc00db49c02ca051da5"
 
 
 def _digest(docs: list[dict[str, Any]]) -> str:
@@ -106,6 +109,11 @@ def test_every_action_appears_in_any_17_consecutive_requests() -> None:
 def test_cross_field_rules_and_optional_facts(sample: list[Request]) -> None:
     for r in sample:
         assert (r.actor.relationship is Relationship.SELF) == (r.actor.id == r.target.id)
+        if r.actor.relationship is Relationship.SELF:
+            # Only an identity of the target's own kind can be it.
+            expected = (ActorType.HUMAN if r.target.type is TargetType.HUMAN
+                        else ActorType.AI_AGENT if r.target.type is TargetType.AI_AGENT else ActorType.SERVICE)
+            assert r.actor.type is expected, r.request.id
         assert r.actor.authenticated == (r.actor.auth_strength is not AuthStrength.NONE)
         if r.request.action is Action.SERVICE_ACCOUNT_CREATE:
             assert r.target.type.is_nhi
@@ -120,6 +128,15 @@ def test_cross_field_rules_and_optional_facts(sample: list[Request]) -> None:
     assert {r.target.vip for r in sample} == {True, False}
     assert any(r.context.failed_verifications_24h for r in sample)
     assert any(r.context.recent_credential_change_hours is not None for r in sample)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 123])
+def test_every_generated_request_passes_the_request_model(seed: int) -> None:
+    # The dicts, not Request objects built from them: validated exactly as an integration's JSON would be.
+    from helpdesk_policy.models import parse_request
+
+    for doc in generate_request_dicts(400, seed):
+        parse_request(doc)
 
 
 def test_decisions_span_every_level(sample: list[Request]) -> None:

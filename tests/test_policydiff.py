@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpdesk_policy import HelpdeskPolicy, Level
 from helpdesk_policy.cli_ci import diff_command
@@ -25,6 +30,7 @@ from helpdesk_policy.policydiff import (
     generated_cases,
     load_cases,
     parse_git_spec,
+    resolve_policy_source,
 )
 from helpdesk_policy.suites import stock_suite_paths
 
@@ -299,7 +305,8 @@ def test_head_that_does_not_compile_exits_2(tmp_path: Path) -> None:
     (head / "helpdesk" / "broken.rego").write_text("package helpdesk.broken\n\nthis is not rego {\n", encoding="utf-8")
     result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "5")
     assert result.exit_code == 2
-    assert "head policy" in result.output and "do not compile" in result.output
+    # The message names the side and the file that does not compile.
+    assert "head policy" in result.output and "broken.rego" in result.output
 
 
 # --------------------------------------------------------------- case sources
@@ -484,3 +491,235 @@ def test_example_ci_files_are_well_formed() -> None:
     if shutil.which("bash"):
         subprocess.run(["bash", "-n", str(script)], check=True)
     assert (ci / "README.md").is_file()
+
+
+# ------------------------------------------------------------------ hostile git trees
+
+
+def _crafted_repo(tmp_path: Path, entries: str) -> Path:
+    """A repository whose ``policies`` tree is built by ``git mktree`` from ``entries``
+    (mktree lines; ``{blob}`` is a policy file, ``{escape}`` a tree holding
+    ``escape.rego``, ``{deep}`` a tree ``..`` holding a tree ``..`` holding
+    ``{escape}``, ``{commit}`` a submodule commit)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path / "crafted"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+
+    def run_git(*args: str, stdin: str | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=root, input=stdin, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    rego = (stock_policy_dir() / "helpdesk" / "levels.rego").read_text(encoding="utf-8")
+    blob = run_git("hash-object", "-w", "--stdin", stdin=rego)
+    escape = run_git("mktree", stdin=f"100644 blob {blob}\tescape.rego\n")
+    dotdot = run_git("mktree", stdin=f"040000 tree {escape}\t..\n")
+    deep = run_git("mktree", stdin=f"040000 tree {dotdot}\t..\n")
+    # A submodule's commit lives in another repository: --missing lets mktree name one.
+    listing = entries.format(blob=blob, escape=escape, deep=deep, commit="1" * 40)
+    policies = run_git("mktree", "--missing", stdin=f"100644 blob {blob}\tlevels.rego\n" + listing)
+    top = run_git("mktree", stdin=f"040000 tree {policies}\tpolicies\n")
+    commit = run_git("commit-tree", top, "-m", "crafted", stdin="")
+    run_git("update-ref", "refs/heads/main", commit)
+    return root
+
+
+@pytest.mark.parametrize(("entries", "needle"), [
+    ("040000 tree {deep}\t..\n", "entry '../../../escape.rego' is not a plain relative path"),
+    ("040000 tree {escape}\t.\n", "entry './escape.rego' is not a plain relative path"),
+    ("160000 commit {commit}\tvendored\n", "entry 'vendored' is not a regular file (mode 160000, commit)"),
+    ("100644 blob {blob}\ta\\b.rego\n", "holds a backslash"),
+])
+def test_a_crafted_git_tree_cannot_write_outside_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            entries: str, needle: str) -> None:
+    repo = _crafted_repo(tmp_path, entries)
+    dest = tmp_path / "x" / "y" / "export"
+    dest.mkdir(parents=True)
+    with pytest.raises(DiffError) as info:
+        resolve_policy_source("git:main:policies", dest, repo=repo)
+    assert needle in str(info.value)
+    assert not list(tmp_path.rglob("escape.rego")), "nothing may be written anywhere"
+    assert not list(dest.rglob("*")), "nothing is written before every entry is checked"
+
+    # The command: exit 2 naming the entry, and nothing escapes its temporary directory.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.chdir(repo)
+    result = run("--base", "git:main", "--head", str(stock_policy_dir()), "--generate", "5")
+    assert result.exit_code == 2 and needle in result.output
+    assert not list(tmp_path.rglob("escape.rego"))
+
+
+def test_a_symlink_to_a_directory_is_refused(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "src" / "pkg" / "policies" / "more").symlink_to(Path("helpdesk"))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "dir link")
+    monkeypatch.chdir(repo)
+    result = run("--base", "git:main", "--head", "policies", "--generate", "5")
+    assert result.exit_code == 2
+    assert "entry 'more' is a symlink to a tree, not to a file" in result.output
+
+
+# ------------------------------------------------------------------ strict case files
+
+
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("dup.json", '{"request": {"id": "A"}, "request": {"id": "B"}}', "dup.json: duplicate key 'request'"),
+    ("dup.yaml", "cases:\n  - name: a\n  - name: b\ncases: []\n", "dup.yaml: line 4: duplicate key 'cases'"),
+    ("log.jsonl", '{"decision_id": "d", "input": {"target": {}, "target": {}}}\n', "log.jsonl:1: duplicate key 'target'"),
+    ("deep.json", "[" * 100000 + "]" * 100000, "deep.json: nested deeper than"),
+    ("nan.json", '{"request": NaN}', "nan.json: not valid JSON: NaN is not valid JSON"),
+])
+def test_case_files_are_read_strictly(tmp_path: Path, name: str, content: str, needle: str) -> None:
+    p = tmp_path / name
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(DiffError) as info:
+        load_cases([p])
+    assert needle in str(info.value)
+    result = run("--base", str(stock_policy_dir()), "--head", str(stock_policy_dir()), "--cases", str(p))
+    assert result.exit_code == 2 and needle in result.output
+
+
+def test_a_non_utf8_case_file_is_a_usage_error(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.json"
+    p.write_bytes('{"request": "café"}'.encode("latin-1"))
+    result = run("--base", str(stock_policy_dir()), "--head", str(stock_policy_dir()), "--cases", str(tmp_path))
+    assert result.exit_code == 2 and "latin1.json" in result.output and "not UTF-8" in result.output
+
+
+def test_case_directories_are_read_recursively(tmp_path: Path) -> None:
+    (tmp_path / "guidance").mkdir()
+    shutil.copy(stock_policy_dir() / "tests" / "agents.yaml", tmp_path / "guidance" / "agents.yaml")
+    shutil.copy(EXAMPLES / "01-portal-password-reset.json", tmp_path / "one.json")
+    names = [c.name for c in load_cases([tmp_path])]
+    assert sum(n.startswith("guidance/agents.yaml: ") for n in names) == 8 and len(names) == 9
+
+
+# ------------------------------------------------------------------ OPA conformance
+
+
+def test_a_change_only_opa_reads_as_looser_fails_the_diff(tmp_path: Path) -> None:
+    from test_policytest import opa_reads_looser
+
+    head = opa_reads_looser(tmp_path / "head")
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), generated_cases(80, SEED))
+    # rego-cpp decides exactly as before: nothing looser, nothing changed ...
+    assert report.counts()["unchanged"] == 80 and not report.has_loosening
+    # ... and OPA's Go evaluator reads the non-owner deny as step_up: the diff fails.
+    assert report.conformance.status == "failed" and report.exit_code == 1
+    assert all("nhi_requester_not_owner" in m.describe() for m in report.conformance.mismatches)
+    result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "80", "--seed", str(SEED))
+    assert result.exit_code == 1
+    assert "**❌ rego-cpp and OPA's Go evaluator decide" in result.output
+    assert "### ❌ rego-cpp and OPA disagree" in result.output
+    doc = json.loads(run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "80",
+                         "--format", "json").output)
+    assert doc["conformance"]["status"] == "failed" and doc["exit_code"] == 1
+
+
+def test_opa_conformance_is_reported_skipped_or_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--base", str(stock_policy_dir()), "--head", str(stock_policy_dir()), "--generate", "10"]
+    ok = run(*args)
+    assert "OPA conformance: ✅ rego-cpp and OPA's Go evaluator agree on all 10 head decisions." in ok.output
+    monkeypatch.setitem(sys.modules, "opa_bindings", None)
+    skipped = run(*args)
+    assert skipped.exit_code == 0
+    assert ("OPA conformance: skipped — install OPA's Go evaluator to check OPA conformance: pip install "
+            "--ignore-requires-python --no-deps opa-golib-python-bindings==0.4.4.") in skipped.output
+    required = run(*args, "--require-opa")
+    assert required.exit_code == 3 and "OPA conformance is required" in required.output
+
+
+# ------------------------------------------------------------------ playbooks and messages
+
+
+def test_a_playbook_for_a_lower_level_cannot_pass(tmp_path: Path) -> None:
+    head = copy_stock(tmp_path / "head")
+    # Every decision would open the self-service playbook, a callback included.
+    edit(head, "decision.rego", 'replace(level, "_", "-")]', '"self-service"]')
+    result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "40", "--format", "json")
+    doc = json.loads(result.output)
+    assert result.exit_code == 1
+    errors = [c for c in doc["changes"] if c["change"] == "error"]
+    assert errors and all("playbook does not end with" in c["head"]["error"] for c in errors)
+    assert all(c["base"]["level"] != "self_service" for c in errors)
+
+
+def test_a_renamed_playbook_and_a_reworded_message_are_reported(tmp_path: Path) -> None:
+    head = copy_stock(tmp_path / "head")
+    edit(head, "decision.rego", 'concat("-", [replace(common.action', 'concat("-", ["org", replace(common.action')
+    edit(head, "recovery.rego", "an impersonable channel.", "a channel anyone can impersonate.")
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), generated_cases(120, SEED),
+                           opa="off")
+    reworded = [d for d in report.diffs if d.messages_changed]
+    assert reworded and all(d.change is Change.REASONS and d.messages_changed == ("remote_channel_recovery",)
+                            for d in reworded)
+    renamed = report.of(Change.PLAYBOOK)
+    assert len(renamed) + len(reworded) == 120 and not report.has_loosening and report.exit_code == 0
+    assert all(d.playbook_changed and d.head.playbook == "org-" + d.base.playbook for d in report.diffs)
+    md = report.to_markdown()
+    assert "| playbook changed (same level and reasons) | " in md
+    assert "`remote_channel_recovery` message changed" in md
+    d = renamed[0].to_dict()
+    assert d["playbook_changed"] == {"base": renamed[0].base.playbook, "head": renamed[0].head.playbook}
+
+
+def test_outcome_classification_of_playbooks_and_messages() -> None:
+    from helpdesk_policy.policydiff import Outcome, compare, playbook_level
+
+    case = generated_cases(1, SEED)[0]
+    reasons = (("action_baseline", Level.CALLBACK),)
+    base = Outcome(Level.CALLBACK, reasons, playbook="mfa-reset-callback", messages=(("action_baseline", "m"),))
+    assert compare(case, base, base).change is Change.UNCHANGED
+    lower = Outcome(Level.CALLBACK, reasons, playbook="mfa-reset-step-up", messages=base.messages)
+    assert compare(case, base, lower).change is Change.LOOSER
+    renamed = Outcome(Level.CALLBACK, reasons, playbook="org-mfa-reset-callback", messages=base.messages)
+    assert compare(case, base, renamed).change is Change.PLAYBOOK
+    reworded = Outcome(Level.CALLBACK, reasons, playbook=base.playbook, messages=(("action_baseline", "n"),))
+    diff = compare(case, base, reworded)
+    assert diff.change is Change.REASONS and diff.messages_changed == ("action_baseline",)
+    assert [playbook_level(p) for p in ("x-self-service", "x-step-up", "x-manager-approval", "x-callback",
+                                        "x-deny", "x", None)] == [*Level, None, None]
+
+
+# ------------------------------------------------------------------ config-only changes
+
+
+def test_a_config_only_change_is_one_command(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("callback_tier: 2\n", encoding="utf-8")
+    new.write_text("callback_tier: 3\n", encoding="utf-8")
+    suites = str(stock_policy_dir() / "tests")
+    # Same Rego; only the head's config changes.
+    result = run("--base", str(stock_policy_dir()), "--config", str(new), "--cases", suites, "--format", "json")
+    doc = json.loads(result.output)
+    assert result.exit_code == 1 and doc["counts"]["looser"] > 0
+    looser = [c for c in doc["changes"] if c["change"] == "looser"]
+    assert all(c["input"]["target"]["privilege_tier"] == 2 and c["base"]["level"] == "callback" for c in looser)
+    assert doc["head"]["source"].endswith(f"with config {new}")
+    # Both configs named, and the other way round: stricter, passes.
+    back = run("--base", str(stock_policy_dir()), "--base-config", str(new), "--head-config", str(old),
+               "--cases", suites, "--format", "json")
+    doc = json.loads(back.output)
+    assert back.exit_code == 0 and doc["counts"]["stricter"] > 0 and doc["counts"]["looser"] == 0
+    assert run("--base", str(stock_policy_dir()), "--generate", "5").exit_code == 2  # nothing to compare with
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("callback_tier: 0\n", encoding="utf-8")
+    invalid = run("--base", str(stock_policy_dir()), "--config", str(bad), "--generate", "5")
+    assert invalid.exit_code == 2 and f"head {bad}: callback_tier" in invalid.output
+
+
+@given(st.lists(st.one_of(st.sampled_from(["..", ".", "", "a", "b.rego", "\\", "/"]), st.text(max_size=6)),
+                min_size=1, max_size=5).map("/".join))
+def test_an_exported_name_never_leaves_the_export_directory(rel: str) -> None:
+    from helpdesk_policy.policydiff import _export_name
+
+    root = "/export/dir"
+    try:
+        parts = _export_name(rel, "t")
+    except DiffError:
+        return
+    joined = posixpath.normpath(posixpath.join(root, *parts))
+    assert joined.startswith(root + "/") and parts == rel.split("/")

@@ -142,6 +142,33 @@ def test_failing_assert_decision_shows_a_readable_diff(pytester: pytest.Pytester
     assert "suites.py" not in result.stdout.str()
 
 
+def test_ranges_and_strategies_a_users_suite_writes(pytester: pytest.Pytester) -> None:
+    # What the README shows a user: a range where guidance sets a floor, and the
+    # strategies' section form for the fields of one section.
+    pytester.makepyfile(test_org=f"""
+        from hypothesis import given, settings, strategies as st
+        from helpdesk_policy.pytest_plugin import assert_decision
+        from helpdesk_policy.testing import requests
+
+        def test_floor(decision_for):
+            assert_decision(decision_for({REQUEST!r}), level_at_least="manager_approval")
+
+        def test_ceiling_fails_readably(decision_for):
+            assert_decision(decision_for({REQUEST!r}), level_at_most="step_up")
+
+        @settings(max_examples=25, deadline=None)
+        @given(requests(action="mfa_reset", channel="phone",
+                        target={{"type": "human", "privileged": True, "privilege_tier": st.integers(1, 9)}}))
+        def test_privileged_phone_recovery(decision_for, req):
+            assert req.target.privileged and req.target.privilege_tier >= 1
+            assert_decision(decision_for(req), level_at_least="callback")
+    """)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "hypothesis", "-q",
+                                           "--helpdesk-policy-engine", "native")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*level: expected in [[]self_service, step_up[]], got callback"])
+
+
 def test_bad_engine_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
     result = pytester.runpytest_subprocess(*plugin_args(), "--helpdesk-policy-engine", "nope")

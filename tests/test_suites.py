@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from helpdesk_policy import HelpdeskPolicy
+from helpdesk_policy import HelpdeskPolicy, Level
 from helpdesk_policy.engines.base import BaseEngine
 from helpdesk_policy.errors import EngineError, HelpdeskPolicyError
 from helpdesk_policy.models import Request, RiskSignal
@@ -183,6 +183,127 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     assert "not valid YAML" in errors_of(tmp_path, "suite: [unclosed\n")
 
 
+def test_duplicate_json_keys_are_refused_with_file_and_line(tmp_path: Path) -> None:
+    # json.loads keeps the last "expect": the case would silently test only the second one.
+    text = ('{"suite": "t", "cases": [{"name": "a", "request": {},\n'
+            ' "expect": {"level": "deny"},\n "expect": {"level": "step_up"}}]}')
+    msg = errors_of(tmp_path, text, "s.json")
+    assert "s.json: duplicate key 'expect'" in msg  # JSON's parser does not know the line; YAML's does:
+    yaml_text = "suite: t\ncases:\n  - name: a\n    request: {}\n    expect: {level: deny}\n    expect: {level: step_up}\n"
+    assert "suite.yaml: line 6: duplicate key 'expect'" in errors_of(tmp_path, yaml_text)
+
+
+def test_duplicate_keys_in_a_request_file_are_refused(tmp_path: Path) -> None:
+    # A tier-2 request whose duplicated key says tier 0 must not be decided as either.
+    (tmp_path / "r.json").write_text(json.dumps(BASE)[:-1] + ', "target": {"privilege_tier": 0}}', encoding="utf-8")
+    msg = errors_of(tmp_path, suite_doc({"name": "a", "request_file": "r.json", "expect": {"level": "deny"}}))
+    assert "cases[0] 'a': request_file: " in msg and "r.json: duplicate key 'target'" in msg
+
+
+def test_non_utf8_suite_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("suite: caf\xe9\ncases: []\n".encode("latin-1"))
+    with pytest.raises(SuiteError) as info:
+        load_suite(p)
+    assert "latin1.yaml" in str(info.value) and "not UTF-8" in str(info.value)
+
+
+def test_deeply_nested_suite_is_a_clean_error(tmp_path: Path) -> None:
+    text = '{"suite": "t", "cases": ' + "[" * 5000 + "]" * 5000 + "}"
+    assert "nested deeper than" in errors_of(tmp_path, text, "deep.json")
+
+
+# ------------------------------------------------------------- level ranges, refs
+
+
+def test_range_expectations_validate() -> None:
+    assert Expectation.model_validate({"level_at_least": "step_up"}).level_range == (Level.STEP_UP, Level.DENY)
+    assert Expectation.model_validate({"level_at_most": "step_up"}).level_range == (Level.SELF_SERVICE,
+                                                                                     Level.STEP_UP)
+    both = Expectation.model_validate({"level_at_least": "step_up", "level_at_most": "manager_approval"})
+    assert both.level_text() == "[step_up, manager_approval]"
+    assert Expectation.model_validate({"level": "deny"}).level_range is None
+
+
+@pytest.mark.parametrize(("expect", "needle"), [
+    ({"level": "deny", "level_at_least": "step_up"}, "either level or level_at_least/level_at_most"),
+    ({"level": "deny", "level_at_most": "deny"}, "either level or level_at_least/level_at_most"),
+    ({"level_at_least": "callback", "level_at_most": "step_up"}, "level_at_least 'callback' is above level_at_most"),
+    ({"level_at_least": "deny", "allowed": True}, "allowed=True contradicts level_at_least 'deny'"),
+    ({"level_at_most": "callback", "allowed": False}, "allowed=False contradicts level_at_most 'callback'"),
+    ({"level_at_least": "sometimes"}, "expect.level_at_least"),
+])
+def test_range_schema_errors(tmp_path: Path, expect: dict[str, Any], needle: str) -> None:
+    assert needle in errors_of(tmp_path, suite_doc({"name": "r", "request": BASE, "expect": expect}))
+
+
+@pytest.mark.parametrize(("refs", "needle"), [
+    ([], "cases[0] 'r'.refs"),
+    ([""], "cases[0] 'r'.refs[0]"),
+    ("CISA-AA23-320A", "cases[0] 'r'.refs"),
+])
+def test_refs_must_be_a_non_empty_list_of_non_empty_strings(tmp_path: Path, refs: Any, needle: str) -> None:
+    assert needle in errors_of(tmp_path, suite_doc({"name": "r", "refs": refs, "request": BASE,
+                                                   "expect": {"level_at_most": "step_up"}}))
+
+
+def test_ranges_are_checked_and_reported(tmp_path: Path, native: HelpdeskPolicy) -> None:
+    phone = {**BASE, "request": {**BASE["request"], "action": "mfa_reset", "channel": "phone"}}  # step_up
+    p = write(tmp_path, suite_doc(
+        {"name": "in range", "refs": ["CISA-AA23-320A", "NIST-SP-800-63B-4"], "request": phone,
+         "expect": {"level_at_least": "step_up", "level_at_most": "manager_approval"}},
+        {"name": "floor only", "request": phone, "expect": {"level_at_least": "step_up"}},
+        {"name": "ceiling only", "request": phone, "expect": {"level_at_most": "step_up"}},
+        {"name": "above the ceiling", "request": phone, "expect": {"level_at_most": "self_service"}},
+        {"name": "below the floor", "request": phone, "expect": {"level_at_least": "callback"}},
+    ))
+    suite = load_suite(p)
+    assert suite.cases[0].refs == ("CISA-AA23-320A", "NIST-SP-800-63B-4") and suite.cases[1].refs == ()
+    results = {r.case: r for r in run_suite(native, suite)}
+    assert [n for n, r in results.items() if r.passed] == ["in range", "floor only", "ceiling only"]
+    assert results["in range"].range_note == "step_up in [step_up, manager_approval]"
+    assert results["floor only"].range_note == "step_up in [step_up, deny]"
+    assert results["above the ceiling"].mismatches == ("level: expected in [self_service, self_service], got step_up",)
+    assert results["below the floor"].mismatches == ("level: expected in [callback, deny], got step_up",)
+    doc = results["in range"].to_dict()
+    assert doc["expect"] == {"level_at_least": "step_up", "level_at_most": "manager_approval"}
+    assert doc["refs"] == ["CISA-AA23-320A", "NIST-SP-800-63B-4"]
+
+
+def test_a_range_accepts_exactly_the_levels_between_its_bounds(native: HelpdeskPolicy) -> None:
+    decisions = {  # one real decision per level
+        "self_service": BASE,
+        "step_up": {**BASE, "request": {**BASE["request"], "action": "mfa_reset", "channel": "phone"}},
+        "manager_approval": {**BASE, "target": {**BASE["target"], "privilege_tier": 1}},
+        "callback": {**BASE, "target": {**BASE["target"], "privileged": True, "privilege_tier": 2}},
+        "deny": {**BASE, "target": {**BASE["target"], "status": "offboarded"}},
+    }
+    by_level = {lv: native.decide(decisions[lv.value]) for lv in Level}
+    assert {lv: d.level for lv, d in by_level.items()} == {lv: lv for lv in Level}
+    bounds: list[Level | None] = [None, *Level]
+    for lo in bounds:
+        for hi in bounds:
+            if lo is None and hi is None or (lo is not None and hi is not None and lo > hi):
+                continue
+            expect = Expectation.model_validate({"level_at_least": lo, "level_at_most": hi})
+            for level, decision in by_level.items():
+                inside = (lo is None or lo <= level) and (hi is None or level <= hi)
+                assert (check_decision(decision, expect) == []) is inside, (lo, hi, level)
+
+
+def test_suites_in_subdirectories_are_found_and_labelled(tmp_path: Path) -> None:
+    write(tmp_path, suite_doc({"name": "a", "request": BASE, "expect": {"allowed": True}}), "top.yaml")
+    (tmp_path / "guidance" / "cisa").mkdir(parents=True)
+    write(tmp_path / "guidance", suite_doc({"name": "b", "request": BASE, "expect": {"allowed": True}}), "x.yaml")
+    write(tmp_path / "guidance" / "cisa", suite_doc({"name": "c", "request": BASE, "expect": {"allowed": True}}),
+          "y.yml")
+    (tmp_path / ".hidden").mkdir()
+    write(tmp_path / ".hidden", "not: a suite", "z.yaml")  # editor and VCS droppings are not suites
+    suites = load_suites([tmp_path])
+    assert [s.label for s in suites] == ["guidance/cisa/y.yml", "guidance/x.yaml", "top.yaml"]
+    assert [s.label for s in load_suites([tmp_path / "guidance" / "x.yaml"])] == ["x.yaml"]
+
+
 def test_every_file_is_reported_at_once(tmp_path: Path) -> None:
     write(tmp_path, {"suite": "a"}, "a.yaml")
     write(tmp_path, {"suite": "b", "cases": [{"name": "x"}]}, "b.yaml")
@@ -239,8 +360,10 @@ class _Broken(BaseEngine):
 
 
 def test_degraded_decision_fails_the_case(tmp_path: Path) -> None:
-    # The facade fails closed at callback; a case expecting callback must not pass by accident.
-    p = write(tmp_path, suite_doc({"name": "c", "request": BASE, "expect": {"level": "callback"}}))
+    # The engine under test fails, so the facade answers from its last resort (the
+    # native mirror of the stock policy): right or not, that is not what the
+    # engine under test decided, and a case must not pass by accident.
+    p = write(tmp_path, suite_doc({"name": "c", "request": BASE, "expect": {"level": "self_service"}}))
     policy = HelpdeskPolicy(engine=_Broken())
     (result,) = run_suite(policy, load_suite(p))
     assert not result.passed
@@ -276,6 +399,16 @@ def test_assert_decision_passes_and_fails_readably(native: HelpdeskPolicy) -> No
     assert "reason action_baseline [self_service]:" in text  # the actual decision follows
 
 
+def test_assert_decision_accepts_a_range(native: HelpdeskPolicy) -> None:
+    d = native.decide(BASE)  # self_service
+    assert_decision(d, level_at_most="step_up")
+    assert_decision(d, level_at_least=Level.SELF_SERVICE, level_at_most="self_service", allowed=True)
+    with pytest.raises(AssertionError, match=r"level: expected in \[step_up, callback\], got self_service"):
+        assert_decision(d, level_at_least="step_up", level_at_most="callback")
+    with pytest.raises(ValueError, match="either level or level_at_least"):
+        assert_decision(d, level="self_service", level_at_most="step_up")
+
+
 def test_assert_decision_rejects_a_bad_expectation(native: HelpdeskPolicy) -> None:
     d = native.decide(BASE)
     with pytest.raises(ValueError, match="invalid expectation"):
@@ -287,8 +420,8 @@ def test_assert_decision_rejects_a_bad_expectation(native: HelpdeskPolicy) -> No
 def test_module_doctests() -> None:
     import doctest
 
-    from helpdesk_policy import generate, policydiff, policytest, suites
+    from helpdesk_policy import conformance, generate, policydiff, policytest, suites
 
-    for module in (suites, generate, policydiff, policytest):
+    for module in (suites, generate, policydiff, policytest, conformance):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

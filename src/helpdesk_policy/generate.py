@@ -67,6 +67,12 @@ _JUSTIFICATIONS: tuple[str, ...] = (
     "quarterly rotation",
 )
 _EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+#: The requester kind that can be the target itself (``relationship: self``).
+_SELF_ACTOR: dict[TargetType, ActorType] = {
+    t: ActorType.HUMAN if t is TargetType.HUMAN else ActorType.AI_AGENT if t is TargetType.AI_AGENT
+    else ActorType.SERVICE
+    for t in TargetType
+}
 
 
 class _Draw:
@@ -109,7 +115,9 @@ def generate_requests(n: int, seed: int = 0) -> list[Request]:
     VIP flags, risk signals, failed verifications and recent credential changes
     are drawn at rates that make rare rules fire in a few hundred requests.
     The model's cross-field rules always hold: ``relationship`` is ``self``
-    exactly when ``actor.id == target.id``, ``authenticated`` is false exactly
+    exactly when ``actor.id == target.id`` (and then the requester is of the
+    target's kind: a person, an AI agent, or automation for any other NHI),
+    ``authenticated`` is false exactly
     when ``auth_strength`` is ``none``, and ``service_account_create`` targets
     an NHI. Optional NHI facts are sometimes ``None`` (read as riskiest).
 
@@ -152,6 +160,10 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
 
     # An NHI acting on itself is rarer than a person acting on their own account.
     relationship = Relationship.SELF if draw.chance(0.15 if is_nhi else 0.35) else draw.pick(_NON_SELF)
+    if relationship is Relationship.SELF:
+        # Only an identity of the target's own kind can be it: a person a human
+        # target, an AI agent an ai_agent target, an automation any other NHI.
+        actor_type = _SELF_ACTOR[target_type]
     target_prefix = "u" if not is_nhi else {
         TargetType.SERVICE_ACCOUNT: "svc",
         TargetType.OAUTH_APP: "app",

@@ -14,24 +14,36 @@ same cases under a *base* and a *head* policy set (each with its own
                      the old key" silently disappearing is a loosening too
 ``stricter``         the head's level is higher; or, at the same level and
                      reasons, obligations were only added or strengthened
-``reasons``          same level, but reason codes were added or removed, or a
+``reasons``          same level, but reason codes were added or removed, a
                      reason now demands a different level (a loosening hidden
-                     behind another reason shows up here)
+                     behind another reason shows up here), or a reason kept its
+                     code and got another message (what the agent reads)
+``playbook``         same level and reasons, another playbook (a playbook for
+                     a lower level is ``looser``; validation refuses one at a
+                     decision's own level, so this is a rename)
 ``obligations``      same level and reasons, obligation parameters changed in
                      a way that is neither clearly weaker nor stronger
-``unchanged``        same level, reasons (code and level) and obligations
+``unchanged``        same level, reasons (code, level, message), playbook and
+                     obligations
 ``error``            a version could not decide the case (e.g. the head's Rego
                      is undefined for it)
 ===================  ==========================================================
 
-Reason *messages* and *refs* are not compared: rewording a message is not a
-decision change. The report counts changes per (action, target type), lists
-concrete examples and renders as Markdown for a pull-request comment or JSON
-for machines.
+Reason *refs* are not compared: citing another framework is not a decision
+change. The report counts changes per (action, target type), lists concrete
+examples and renders as Markdown for a pull-request comment or JSON for
+machines.
+
+The head is also decided by **OPA's Go evaluator** when it is installed
+(:mod:`helpdesk_policy.conformance`): the embedded engine (rego-cpp) and the
+OPA servers of a fleet must read the changed Rego alike, or the report would
+vouch for decisions the fleet does not make. Any disagreement fails the diff.
 
 Cases come from files (:func:`load_cases`: suite YAML, request JSON, arrays,
-JSONL, decision logs) and/or :func:`~helpdesk_policy.generate.generate_requests`.
-A policy version is a directory or ``git:<ref>[:<path>]`` (:func:`resolve_policy_source`).
+JSONL, decision logs, read strictly: a duplicated key is an error) and/or
+:func:`~helpdesk_policy.generate.generate_requests`. A policy version is a
+directory or ``git:<ref>[:<path>]`` (:func:`resolve_policy_source`; every path
+exported from git is checked to stay inside the export directory).
 
 >>> from helpdesk_policy.policies import PolicySet
 >>> from helpdesk_policy.generate import generate_requests
@@ -53,13 +65,20 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-
+from .conformance import Comparison, check_conformance, require_opa_go, skipped_conformance
 from .digest import redact
-from .errors import DiffError, FieldError, HelpdeskPolicyError, InvalidRequestError, PolicyLoadError
+from .errors import (
+    DiffError,
+    DocumentError,
+    FieldError,
+    HelpdeskPolicyError,
+    InvalidRequestError,
+    PolicyLoadError,
+)
 from .levels import Level
+from .loading import load_json, load_yaml, read_text
 from .models import Request, Verdict, parse_request
 from .policies import PolicySet, stock_policy_dir
 
@@ -80,6 +99,7 @@ __all__ = [
     "git_toplevel",
     "load_cases",
     "parse_git_spec",
+    "playbook_level",
     "resolve_policy_source",
     "summarise_request",
 ]
@@ -87,7 +107,9 @@ __all__ = [
 #: File suffixes :func:`load_cases` reads (a directory contributes these, sorted).
 CASE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml")
 
-#: How many bad inputs an error lists before summarising the rest.
+#: ``"auto"``: check the head against OPA's Go evaluator when it is installed,
+#: ``"require"``: fail when it is not, ``"off"``: do not check.
+OpaCheck = Literal["auto", "require", "off"]
 
 
 class Change(str, enum.Enum):
@@ -97,6 +119,7 @@ class Change(str, enum.Enum):
     LOOSER = "looser"
     STRICTER = "stricter"
     REASONS = "reasons"
+    PLAYBOOK = "playbook"
     OBLIGATIONS = "obligations"
     UNCHANGED = "unchanged"
 
@@ -156,15 +179,20 @@ def _display(path: Path) -> str:
     return Path(rel).as_posix() if not rel.startswith("..") else str(path)
 
 
-def _cases_from_file(path: Path, errors: list[FieldError]) -> list[DiffCase]:
+def _document_error(exc: DocumentError, shown: str) -> FieldError:
+    """A strict reader's error, named as the user spelled the file."""
+    return FieldError(shown if exc.line is None else f"{shown}: line {exc.line}", exc.detail)
+
+
+def _cases_from_file(path: Path, errors: list[FieldError], label: str | None = None) -> list[DiffCase]:
+    """The cases of one file; ``label`` names a suite found in a directory (``guidance/x.yaml``)."""
     from .suites import SuiteError, load_suite
 
     shown = _display(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        errors.append(FieldError(shown, f"cannot read: {reason}"))
+        text = read_text(path)
+    except DocumentError as exc:
+        errors.append(_document_error(exc, shown))
         return []
 
     if path.suffix in (".jsonl", ".ndjson"):
@@ -172,25 +200,22 @@ def _cases_from_file(path: Path, errors: list[FieldError]) -> list[DiffCase]:
         return _cases_from_lines(shown, lines, errors)
 
     try:
-        doc = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
+        doc = load_yaml(text, source=shown) if path.suffix in (".yaml", ".yml") else load_json(text, source=shown)
+    except DocumentError as exc:
+        if path.suffix not in (".yaml", ".yml") and exc.detail == "not valid JSON: Extra data":
             # Several JSON documents, one per line: JSONL under a .json name.
             lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
             return _cases_from_lines(shown, lines, errors)
-        errors.append(FieldError(shown, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"))
-        return []
-    except yaml.YAMLError as exc:
-        errors.append(FieldError(shown, f"not valid YAML: {exc}"))
+        errors.append(_document_error(exc, shown))
         return []
 
     if isinstance(doc, Mapping) and "cases" in doc:
         try:
-            suite = load_suite(path)
+            suite = load_suite(path, display=label)
         except SuiteError as exc:
             errors.extend(exc.errors)
             return []
-        return [DiffCase(f"{path.name}: {c.name}", shown, c.request) for c in suite.cases]
+        return [DiffCase(f"{suite.label}: {c.name}", shown, c.request) for c in suite.cases]
     if isinstance(doc, list):
         out = []
         for i, item in enumerate(doc):
@@ -210,9 +235,10 @@ def _cases_from_lines(shown: str, lines: list[tuple[int, str]], errors: list[Fie
     for lineno, line in lines:
         label = f"{shown}:{lineno}"
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(FieldError(label, f"not valid JSON: {exc.msg}"))
+            item = load_json(line, source=label)
+        except DocumentError as exc:
+            # The line within a one-line document is always 1: name the file's line only.
+            errors.append(FieldError(label, exc.detail))
             continue
         case = _case_from_item(item, label, shown, errors)
         if case is not None:
@@ -222,13 +248,15 @@ def _cases_from_lines(shown: str, lines: list[tuple[int, str]], errors: list[Fie
 
 def load_cases(paths: Iterable[str | Path]) -> list[DiffCase]:
     """Read cases from files or directories (their ``*.json``, ``*.jsonl``, ``*.ndjson``,
-    ``*.yaml``, ``*.yml`` files, sorted, not recursive).
+    ``*.yaml``, ``*.yml`` files, subdirectories included, sorted by path).
 
     Each file may hold a request object, a JSON array of requests, JSONL (one
     request per line), an expectation suite (its cases; expectations are
     ignored), or decision-log records (JSON or JSONL objects with an ``input``
     field, as written by ``HelpdeskPolicy(log_sink=...)`` or OPA's decision
-    logs; redacted inputs are fine, redaction keeps them valid).
+    logs; redacted inputs are fine, redaction keeps them valid). Every file is
+    read strictly: not UTF-8, invalid syntax, a duplicated key or deep nesting
+    is an error naming the file and line, never a guess at what was meant.
 
     Raises:
         DiffError: a path is missing or any file or request is invalid; every
@@ -238,14 +266,16 @@ def load_cases(paths: Iterable[str | Path]) -> list[DiffCase]:
     """
     errors: list[FieldError] = []
     out: list[DiffCase] = []
+    from .suites import files_under
+
     for item in paths:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in CASE_SUFFIXES)
+            files = files_under(p, CASE_SUFFIXES)
             if not files:
                 errors.append(FieldError(_display(p), f"no case files ({', '.join(CASE_SUFFIXES)}) in this directory"))
             for f in files:
-                out += _cases_from_file(f, errors)
+                out += _cases_from_file(f, errors, f.relative_to(p).as_posix())
         elif p.is_file():
             out += _cases_from_file(p, errors)
         else:
@@ -300,7 +330,7 @@ def _resolve_tree_path(repo: Path, commit: str, path: str, _depth: int = 0) -> t
     norm = posixpath.normpath(path.strip("/")) if path.strip("/") else "."
     if norm == ".":
         return "", "tree", f"{commit}^{{tree}}"
-    if norm.startswith(".."):
+    if norm == ".." or norm.startswith("../"):
         raise DiffError(f"path {path!r} leaves the repository")
     parts = norm.split("/")
     for i in range(len(parts)):
@@ -321,6 +351,44 @@ def _resolve_tree_path(repo: Path, commit: str, path: str, _depth: int = 0) -> t
     return norm, kind, obj
 
 
+#: Git modes of the regular files an export writes (a symlink is written as the blob it resolves to).
+_REGULAR_MODES = frozenset({"100644", "100755"})
+
+
+def _export_name(rel: str, where: str) -> list[str]:
+    """The components of a tree entry's path, refused unless it is a plain relative path.
+
+    A crafted tree (``git mktree`` accepts an entry named ``..``) can list
+    ``../../escape.rego``; written as given it would land outside the
+    export directory. Names git itself never produces are refused too.
+    """
+    parts = rel.split("/")
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise DiffError(f"{where}: entry {rel!r} is not a plain relative path (absolute, empty, '.' or '..')")
+    if "\\" in rel or any(ord(ch) < 32 for ch in rel):
+        raise DiffError(f"{where}: entry {rel!r} holds a backslash or a control character")
+    return parts
+
+
+def _write_exported(dest: Path, rel: str, parts: list[str], data: bytes, where: str) -> None:
+    """Create ``dest/<parts>`` as a new regular file, never through a symlink and never outside ``dest``."""
+    root = dest.resolve()
+    target = root.joinpath(*parts)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.resolve().is_relative_to(root):
+            raise DiffError(f"{where}: entry {rel!r} resolves outside the export directory")
+        # O_EXCL: a second entry of the same name (a crafted tree, or a case-insensitive
+        # file system) is an error, not an overwrite; O_NOFOLLOW: never write through a link.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileExistsError:
+        raise DiffError(f"{where}: entry {rel!r} is listed twice") from None
+    except OSError as exc:
+        raise DiffError(f"{where}: cannot export entry {rel!r}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 def export_git_policy_dir(repo: Path, ref: str, path: str, dest: Path) -> str:
     """Write the files of directory ``path`` at git ``ref`` into ``dest``.
 
@@ -328,8 +396,14 @@ def export_git_policy_dir(repo: Path, ref: str, path: str, dest: Path) -> str:
     commit's tree, so the repository's ``policies -> src/helpdesk_policy/policies``
     link works. Returns the commit id.
 
+    Every entry is checked before anything is written: a path that is absolute
+    or holds ``..`` (or another component git never writes), a submodule, a
+    symlink to a directory, or any other non-regular entry is refused, and each
+    file is created new (never through a symlink, never twice) inside ``dest``.
+
     Raises:
-        DiffError: unknown ref, missing path, or the path is not a directory.
+        DiffError: unknown ref, missing path, the path is not a directory, or
+            an entry is unsafe (the error names it).
     """
     try:
         commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
@@ -338,28 +412,30 @@ def export_git_policy_dir(repo: Path, ref: str, path: str, dest: Path) -> str:
     resolved, kind, obj = _resolve_tree_path(repo, commit, path)
     if kind != "tree":
         raise DiffError(f"{path!r} at {ref} is not a directory")
+    where = f"{path!r} at {ref}"
     listing = _git(repo, "ls-tree", "-r", "-z", obj)
-    entries: list[tuple[str, str, str]] = []
+    entries: list[tuple[str, list[str], str]] = []
     for raw in listing.split(b"\0"):
         if not raw:
             continue
         meta, name = raw.split(b"\t", 1)
         mode, kind_, sha = meta.decode().split()
         rel = name.decode("utf-8", "surrogateescape")
-        if kind_ != "blob":
-            continue  # submodules: not policy files
+        parts = _export_name(rel, where)
         if mode == "120000":
             link = _git(repo, "cat-file", "blob", sha).decode("utf-8", "replace")
             base = posixpath.join(resolved, posixpath.dirname(rel)) if resolved else posixpath.dirname(rel)
             _, kind_, sha = _resolve_tree_path(repo, commit, posixpath.join(base, link))
             if kind_ != "blob":
-                continue
-        entries.append((rel, sha, mode))
-    blobs = _read_blobs(repo, [sha for _, sha, _ in entries])
-    for rel, sha, _mode in entries:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(blobs[sha])
+                raise DiffError(f"{where}: entry {rel!r} is a symlink to a {kind_}, not to a file")
+        elif kind_ != "blob" or mode not in _REGULAR_MODES:
+            # A submodule (its files are not in this repository) or a mode git
+            # does not write: refusing beats exporting a policy with files missing.
+            raise DiffError(f"{where}: entry {rel!r} is not a regular file (mode {mode}, {kind_})")
+        entries.append((rel, parts, sha))
+    blobs = _read_blobs(repo, [sha for _, _, sha in entries])
+    for rel, parts, sha in entries:
+        _write_exported(dest, rel, parts, blobs[sha], where)
     return commit
 
 
@@ -459,6 +535,8 @@ class Outcome:
     reasons: tuple[tuple[str, Level], ...] = ()
     obligations: tuple[tuple[str, str], ...] = ()  # (code, canonical JSON of the whole obligation)
     error: str | None = None
+    playbook: str | None = None
+    messages: tuple[tuple[str, str], ...] = ()  # (code, message), sorted
 
     @property
     def allowed(self) -> bool | None:
@@ -472,6 +550,12 @@ class Outcome:
     def obligation_codes(self) -> list[str]:
         return [c for c, _ in self.obligations]
 
+    def messages_by_code(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for code, message in self.messages:
+            out[code] = (*out.get(code, ()), message)
+        return out
+
     @classmethod
     def of(cls, verdict: Verdict) -> Outcome:
         reasons = tuple(sorted({(r.code, r.level) for r in verdict.reasons}, key=lambda t: (-t[1].rank, t[0])))
@@ -479,16 +563,21 @@ class Outcome:
             (o.code, json.dumps(o.model_dump(mode="json", exclude_none=True), sort_keys=True))
             for o in verdict.obligations
         ))
-        return cls(level=verdict.level, reasons=reasons, obligations=obligations)
+        messages = tuple(sorted({(r.code, r.message) for r in verdict.reasons}))
+        return cls(level=verdict.level, reasons=reasons, obligations=obligations, playbook=verdict.playbook,
+                   messages=messages)
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"error": self.error}
+        messages = self.messages_by_code()
         return {
             "level": self.level.value if self.level else None,
             "allowed": self.allowed,
-            "reasons": [{"code": c, "level": lvl.value} for c, lvl in self.reasons],
+            "reasons": [{"code": c, "level": lvl.value, "messages": list(messages.get(c, ()))}
+                        for c, lvl in self.reasons],
             "obligations": [json.loads(j) for _, j in self.obligations],
+            "playbook": self.playbook,
         }
 
 
@@ -506,6 +595,18 @@ class CaseDiff:
     obligations_added: tuple[str, ...] = ()
     obligations_removed: tuple[str, ...] = ()
     obligations_changed: tuple[str, ...] = ()
+    messages_changed: tuple[str, ...] = ()
+
+    @property
+    def playbook_changed(self) -> bool:
+        """The playbook changed beyond what a level change implies (``x-callback`` -> ``x-step-up`` is not news)."""
+        if self.change is Change.ERROR or self.base.playbook is None or self.head.playbook is None:
+            return False
+        b_level, h_level = self.base.level, self.head.level
+        assert b_level is not None and h_level is not None  # not an error: both decided
+        b_slug, h_slug = _slug(b_level), _slug(h_level)
+        stem = self.base.playbook.removesuffix(b_slug) if self.base.playbook.endswith(b_slug) else None
+        return stem is None or self.head.playbook != stem + h_slug
 
     @property
     def action(self) -> str:
@@ -532,7 +633,11 @@ class CaseDiff:
             "obligations_added": list(self.obligations_added),
             "obligations_removed": list(self.obligations_removed),
             "obligations_changed": list(self.obligations_changed),
-            # Free text a requester controls is redacted, as in decision logs (SPEC §5.5).
+            "messages_changed": list(self.messages_changed),
+            "playbook_changed": (
+                {"base": self.base.playbook, "head": self.head.playbook} if self.playbook_changed else None
+            ),
+            # Free text a requester controls is redacted, as in decision logs (guarantee 5).
             "input": redact(self.case.request),
         }
 
@@ -554,21 +659,43 @@ def compare(case: DiffCase, base: Outcome, head: Outcome) -> CaseDiff:
     strengths = [_obligation_strength(json.loads(b_obl[c]), json.loads(h_obl[c])) for c in o_changed]
     weakened = bool(o_removed) or any(s < 0 for s in strengths)
     strengthened = bool(o_added) or any(s > 0 for s in strengths)
+    b_msgs, h_msgs = base.messages_by_code(), head.messages_by_code()
+    reworded = tuple(sorted(c for c in set(b_msgs) & set(h_msgs) if b_msgs[c] != h_msgs[c]))
+    b_book, h_book = playbook_level(base.playbook), playbook_level(head.playbook)
+    # A playbook for a lower level walks the agent through less than the decision requires.
+    book_lowered = b_book is not None and (h_book is None or h_book < b_book)
     if head.level.rank < base.level.rank:
         change = Change.LOOSER
     elif head.level.rank > base.level.rank:
         change = Change.STRICTER
-    elif weakened:
+    elif weakened or book_lowered:
         change = Change.LOOSER
-    elif added or removed or relevelled:
+    elif added or removed or relevelled or reworded:
         change = Change.REASONS
+    elif base.playbook != head.playbook:
+        change = Change.PLAYBOOK
     elif strengthened and all(s > 0 for s in strengths):
         change = Change.STRICTER
     elif o_added or o_changed:
         change = Change.OBLIGATIONS
     else:
         change = Change.UNCHANGED
-    return CaseDiff(case, base, head, change, added, removed, relevelled, o_added, o_removed, o_changed)
+    return CaseDiff(case, base, head, change, added, removed, relevelled, o_added, o_removed, o_changed, reworded)
+
+
+def _slug(level: Level) -> str:
+    """How a playbook name ends for ``level``: ``-step-up``."""
+    return "-" + level.value.replace("_", "-")
+
+
+def playbook_level(playbook: str | None) -> Level | None:
+    """The level a playbook is for, read from its ending (``mfa-reset-step-up`` -> ``step_up``); None if none."""
+    if playbook is None:
+        return None
+    for level in sorted(Level, key=lambda lv: -len(lv.value)):
+        if playbook.endswith(_slug(level)):
+            return level
+    return None
 
 
 def _obligation_strength(base: Mapping[str, Any], head: Mapping[str, Any]) -> int:
@@ -647,6 +774,8 @@ class DiffReport:
     diffs: list[CaseDiff]
     sources: list[str] = field(default_factory=list)
     allow_loosening: bool = False
+    conformance: Comparison = field(default_factory=lambda: skipped_conformance("not run"))
+    """The head decided by rego-cpp and by OPA's Go evaluator (:mod:`helpdesk_policy.conformance`)."""
 
     # ---------------------------------------------------------------- queries
 
@@ -682,8 +811,9 @@ class DiffReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when a decision got looser (unless allowed) or the head cannot decide a case; else 0."""
-        if self.head_errors:
+        """1 when a decision got looser (unless allowed), the head cannot decide a case, or rego-cpp
+        and OPA decide the head differently; else 0."""
+        if self.head_errors or self.conformance.status == "failed":
             return 1
         if self.has_loosening and not self.allow_loosening:
             return 1
@@ -701,6 +831,7 @@ class DiffReport:
             "by_group": self.by_group(),
             "loosening": self.has_loosening,
             "allow_loosening": self.allow_loosening,
+            "conformance": self.conformance.to_dict(),
             "exit_code": self.exit_code,
             "changes": [d.to_dict() for d in self.diffs if d.change is not Change.UNCHANGED],
         }
@@ -724,13 +855,21 @@ def diff_policies(
     head_description: str | None = None,
     sources: Sequence[str] = (),
     allow_loosening: bool = False,
+    opa: OpaCheck = "auto",
 ) -> DiffReport:
     """Evaluate ``cases`` under both policy sets with the ``rego`` engine and compare.
 
+    With ``opa`` ``"auto"`` (when OPA's Go evaluator is installed) or
+    ``"require"``, the head also decides every case under OPA's Go evaluator,
+    and any disagreement with rego-cpp fails the report.
+
     Raises:
-        EngineUnavailableError: regopy is not installed.
+        EngineUnavailableError: regopy is not installed, or OPA's Go evaluator
+            is not and ``opa="require"``.
         PolicyLoadError: a version's Rego does not compile.
     """
+    if opa == "require":
+        require_opa_go()  # before the evaluation, not after minutes of it
     evaluators = []
     try:
         for ps, side in ((base, "base"), (head, "head")):
@@ -740,6 +879,11 @@ def diff_policies(
                 raise PolicyLoadError(f"{side} policy: {exc}") from exc
         b_eval, h_eval = evaluators
         diffs = [compare(c, b_eval(c.request), h_eval(c.request)) for c in cases]
+        if opa == "off":
+            conformance = skipped_conformance("disabled")
+        else:
+            conformance = check_conformance(head, [(c.name, c.request) for c in cases], require=opa == "require",
+                                            rego=h_eval.engine)
     finally:
         for e in evaluators:
             e.close()
@@ -749,6 +893,7 @@ def diff_policies(
         diffs=diffs,
         sources=list(sources),
         allow_loosening=allow_loosening,
+        conformance=conformance,
     )
 
 
@@ -758,6 +903,7 @@ _CHANGE_TITLES: dict[Change, str] = {
     Change.LOOSER: "🔻 looser",
     Change.STRICTER: "🔺 stricter",
     Change.REASONS: "reasons changed (same level)",
+    Change.PLAYBOOK: "playbook changed (same level and reasons)",
     Change.OBLIGATIONS: "obligations changed (same level and reasons)",
     Change.UNCHANGED: "unchanged",
     Change.ERROR: "❌ could not decide",
@@ -810,7 +956,12 @@ def _reason_changes(d: CaseDiff) -> str:
     items = [f"+{_code(c)}" for c in d.reasons_added]
     items += [f"-{_code(c)}" for c in d.reasons_removed]
     items += [f"{_code(c)} {b.value}→{h.value}" for c, b, h in d.reason_levels_changed]
+    items += [f"{_code(c)} message changed" for c in d.messages_changed]
     return ", ".join(items) or "—"
+
+
+def _playbook_change(d: CaseDiff) -> str:
+    return f"{_code(d.base.playbook or '')} → {_code(d.head.playbook or '')}" if d.playbook_changed else "—"
 
 
 def _obligation_changes(d: CaseDiff) -> str:
@@ -831,17 +982,32 @@ def _example_table(diffs: Sequence[CaseDiff], max_examples: int) -> list[str]:
     # (a dropped obligation alone can make a decision looser).
     shown = diffs[:max_examples]
     obligations = any(d.obligations_added or d.obligations_removed or d.obligations_changed for d in shown)
-    header = "| case | request | base → head | reason changes |" + (" obligation changes |" if obligations else "")
-    sep = "|---|---|---|---|" + ("---|" if obligations else "")
+    playbooks = any(d.playbook_changed for d in shown)
+    header = "| case | request | base → head | reason changes |" + (" obligation changes |" if obligations else "") \
+        + (" playbook |" if playbooks else "")
+    sep = "|---|---|---|---|" + ("---|" if obligations else "") + ("---|" if playbooks else "")
     lines = [header, sep]
     for d in shown:
         row = f"| {_md(d.case.name)} | {_md(summarise_request(d.case.request))} | {_levels(d)} | {_reason_changes(d)} |"
         if obligations:
             row += f" {_obligation_changes(d)} |"
+        if playbooks:
+            row += f" {_md(_playbook_change(d))} |"
         lines.append(row)
     if len(diffs) > max_examples:
         lines += ["", f"… and {len(diffs) - max_examples} more (all of them are in `--format json`)."]
     return lines
+
+
+def _conformance_line(c: Comparison) -> str:
+    if c.status == "failed" and not c.mismatches:
+        return f"**❌ OPA's Go evaluator cannot load the head policy** ({_md(c.reason or '')[:600]})."
+    if c.status == "failed":
+        return (f"**❌ rego-cpp and OPA's Go evaluator decide {len(c.mismatches)} head case(s) differently.** "
+                "OPA servers running this policy would not decide as this report says.")
+    if c.status == "skipped":
+        return f"OPA conformance: skipped — {_md(c.reason or '')}."
+    return f"OPA conformance: ✅ rego-cpp and OPA's Go evaluator agree on all {c.requests} head decisions."
 
 
 def _render_markdown(report: DiffReport, max_examples: int) -> str:
@@ -858,6 +1024,7 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
         out.append("**✅ No decision became looser.**")
     if report.head_errors:
         out.append(f"**❌ The head policy could not decide {len(report.head_errors)} case(s).**")
+    out += ["", _conformance_line(report.conformance)]
     out += [
         "",
         f"Base `{_md(report.base.description)}` (`{report.base.revision[:19]}…`) → "
@@ -868,7 +1035,8 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
         "| change | decisions |",
         "|---|---:|",
     ]
-    for ch in (Change.LOOSER, Change.STRICTER, Change.REASONS, Change.OBLIGATIONS, Change.UNCHANGED, Change.ERROR):
+    for ch in (Change.LOOSER, Change.STRICTER, Change.REASONS, Change.PLAYBOOK, Change.OBLIGATIONS, Change.UNCHANGED,
+               Change.ERROR):
         if ch is Change.ERROR and not counts[ch.value]:
             continue
         out.append(f"| {_CHANGE_TITLES[ch]} | {counts[ch.value]} |")
@@ -876,6 +1044,14 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
     if looser:
         out += ["", f"### ⚠ Looser decisions ({len(looser)})", ""]
         out += _example_table(looser, max_examples)
+    mismatches = report.conformance.mismatches
+    if mismatches:
+        out += ["", f"### ❌ rego-cpp and OPA disagree ({len(mismatches)})", "",
+                "| case | difference (rego-cpp vs OPA) |", "|---|---|"]
+        for m in mismatches[:max_examples]:
+            out.append(f"| {_md(m.case)} | {_md('; '.join(m.differences())[:600])} |")
+        if len(mismatches) > max_examples:
+            out += ["", f"… and {len(mismatches) - max_examples} more (all of them are in `--format json`)."]
     if errors:
         out += ["", f"### ❌ Could not decide ({len(errors)})", "", "| case | base | head |", "|---|---|---|"]
         for d in errors[:max_examples]:
@@ -887,13 +1063,13 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
     if changed_groups:
         out += ["", "### Changes by action and target type", "",
                 f"Groups with at least one change ({len(changed_groups)} of {len(report.by_group())}).", "",
-                "| action | target type | cases | 🔻 looser | 🔺 stricter | reasons | obligations |",
-                "|---|---|---:|---:|---:|---:|---:|"]
+                "| action | target type | cases | 🔻 looser | 🔺 stricter | reasons | playbook | obligations |",
+                "|---|---|---:|---:|---:|---:|---:|---:|"]
         for g in changed_groups:
             out.append(f"| {_code(g['action'])} | {_code(g['target_type'])} | {g['total']} | {g['looser']} | "
-                       f"{g['stricter']} | {g['reasons']} | {g['obligations']} |")
+                       f"{g['stricter']} | {g['reasons']} | {g['playbook']} | {g['obligations']} |")
 
-    for ch in (Change.STRICTER, Change.REASONS, Change.OBLIGATIONS):
+    for ch in (Change.STRICTER, Change.REASONS, Change.PLAYBOOK, Change.OBLIGATIONS):
         diffs = report.of(ch)
         if not diffs:
             continue

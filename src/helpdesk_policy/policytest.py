@@ -5,12 +5,22 @@
 1. the Rego unit tests (``test_*`` rules in ``*_test.rego``), through
    :mod:`helpdesk_policy.regotest`, reported per test with file and name as
    ``opa test -v`` does;
-2. the expectation suites (:mod:`helpdesk_policy.suites`) in ``<dir>/tests/*.yaml``
-   plus any extra ones, decided by the ``rego`` engine against *that* directory
-   (the native engine only mirrors the stock policies);
+2. the expectation suites (:mod:`helpdesk_policy.suites`) in ``<dir>/tests/``
+   (subdirectories included) — or, when suites are named, only those —
+   decided by the ``rego`` engine against *that* directory (the native engine
+   only mirrors the stock policies);
 3. rego/native parity on generated requests (and the suites' requests), but
    only when the directory's Rego is the stock Rego: otherwise there is no
-   native mirror to compare with, and parity is reported as skipped, saying why.
+   native mirror to compare with, and parity is reported as skipped, saying why;
+4. OPA conformance on the same requests, for any Rego: rego-cpp and OPA's own
+   Go evaluator must return the same whole decision
+   (:mod:`helpdesk_policy.conformance`); skipped, saying how to install it,
+   when OPA's Go evaluator is missing, unless it is required.
+
+Under an organisation's config (``config=``), the suites and both checks use
+that config, while the Rego unit tests keep the config they were written for
+(the directory's ``config.yaml``, else the stock one): they pin its values,
+and would fail under any tuning. The report names the config they used.
 
 The report is ``ok`` only when nothing failed; it renders as text for people
 and as a dict (JSON) for machines.
@@ -27,9 +37,17 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .errors import EngineUnavailableError, HelpdeskPolicyError
+from .conformance import (
+    Comparison,
+    EngineMismatch,
+    check_conformance,
+    compare_engines,
+    require_opa_go,
+    skipped_conformance,
+)
+from .errors import EngineUnavailableError, FieldError, HelpdeskPolicyError, PolicyLoadError, SuiteError
 from .policies import PolicySet, stock_policy_dir
 
 if TYPE_CHECKING:
@@ -39,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ParityMismatch", "ParityResult", "PolicyTestReport", "check_parity", "is_stock_rego", "run_policy_tests"]
 
-ParityStatus = Literal["passed", "failed", "skipped"]
+PARITY_ENGINES = ("rego", "native")
 
 
 def is_stock_rego(policy_set: PolicySet) -> bool:
@@ -53,40 +71,10 @@ def is_stock_rego(policy_set: PolicySet) -> bool:
     return policy_set.modules == PolicySet(directory=stock_policy_dir(), config=policy_set.config).modules
 
 
-@dataclass(frozen=True)
-class ParityMismatch:
-    """One request the two engines decided differently."""
-
-    case: str
-    rego: dict[str, Any]
-    native: dict[str, Any]
-
-    def describe(self) -> str:
-        return f"{self.case}: rego {self.rego} != native {self.native}"
-
-
-@dataclass(frozen=True)
-class ParityResult:
-    """The rego/native differential check."""
-
-    status: ParityStatus
-    requests: int = 0
-    seed: int = 0
-    generated: int = 0
-    mismatches: tuple[ParityMismatch, ...] = ()
-    reason: str | None = None
-    duration_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "requests": self.requests,
-            "generated": self.generated,
-            "seed": self.seed,
-            "mismatches": [{"case": m.case, "rego": m.rego, "native": m.native} for m in self.mismatches],
-            "duration_s": round(self.duration_s, 6),
-        }
+#: The outcome of the rego/native check (the class both engine comparisons share).
+ParityResult = Comparison
+#: One request the two engines decided differently.
+ParityMismatch = EngineMismatch
 
 
 def _verdict_summary(verdict: Any) -> dict[str, Any]:
@@ -98,20 +86,13 @@ def _verdict_summary(verdict: Any) -> dict[str, Any]:
     }
 
 
-def _decide(engine: Any, req: Request) -> tuple[Any, dict[str, Any]]:
-    """(verdict, summary), or (None, the error) when the engine cannot decide."""
-    from .facade import checked_verdict
-
-    try:
-        verdict = checked_verdict(engine, engine.evaluate(req))
-    except Exception as exc:  # noqa: BLE001 - an engine's failure is this case's mismatch
-        return None, {"error": f"{type(exc).__name__}: {exc}"}
-    return verdict, _verdict_summary(verdict)
+def _skipped_parity(reason: str, seed: int = 0) -> Comparison:
+    return Comparison("skipped", PARITY_ENGINES, seed=seed, reason=reason)
 
 
 def check_parity(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *, seed: int = 0,
-                 generated: int = 0) -> ParityResult:
-    """Decide every case with the rego and the native engine and compare what SPEC §5.3 binds.
+                 generated: int = 0) -> Comparison:
+    """Decide every case with the rego and the native engine and compare what guarantee 3 binds.
 
     An engine error on a case is a mismatch (the other engine decided it).
     """
@@ -120,18 +101,13 @@ def check_parity(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *,
     start = time.perf_counter()
     rego = load_engine("rego", policy_set)
     native = load_engine("native", policy_set)
-    mismatches: list[ParityMismatch] = []
     try:
-        for name, req in cases:
-            r, r_doc = _decide(rego, req)
-            n, n_doc = _decide(native, req)
-            if r is None or n is None or r.parity_key() != n.parity_key():
-                mismatches.append(ParityMismatch(name, r_doc, n_doc))
+        mismatches = compare_engines(rego, native, cases, summary=_verdict_summary, key=lambda v: v.parity_key())
     finally:
         rego.close()
         native.close()
-    return ParityResult(
-        status="failed" if mismatches else "passed",
+    return Comparison(
+        status="failed" if mismatches else "passed", engines=PARITY_ENGINES,
         requests=len(cases), seed=seed, generated=generated, mismatches=tuple(mismatches),
         duration_s=time.perf_counter() - start,
     )
@@ -146,10 +122,13 @@ class PolicyTestReport:
     rego_tests: list[RegoTestResult] = field(default_factory=list)
     rego_evaluator: str = "regopy"
     rego_skipped: str | None = None
+    rego_config: str | None = None
+    """Which config the Rego unit tests ran with, when it is not the one the suites ran with."""
     suites_skipped: str | None = None
     suite_files: list[str] = field(default_factory=list)
     suite_results: list[CaseResult] = field(default_factory=list)
-    parity: ParityResult = field(default_factory=lambda: ParityResult("skipped", reason="not run"))
+    parity: Comparison = field(default_factory=lambda: _skipped_parity("not run"))
+    conformance: Comparison = field(default_factory=lambda: skipped_conformance("not run"))
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -163,7 +142,18 @@ class PolicyTestReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.errors or self.rego_failed or self.suite_failed or self.parity.status == "failed")
+        return not (self.errors or self.rego_failed or self.suite_failed or self.parity.status == "failed"
+                    or self.conformance.status == "failed")
+
+    def per_suite(self) -> list[dict[str, Any]]:
+        """Cases per suite file, in the order run: ``file``, ``suite``, ``cases``, ``passed``, ``failed``."""
+        rows: dict[tuple[str | None, str], dict[str, Any]] = {}
+        for r in self.suite_results:
+            row = rows.setdefault((r.file, r.suite), {"file": r.file, "suite": r.suite, "cases": 0, "passed": 0,
+                                                      "failed": 0})
+            row["cases"] += 1
+            row["passed" if r.passed else "failed"] += 1
+        return list(rows.values())
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -174,6 +164,8 @@ class PolicyTestReport:
                             "failed": len(self.suite_failed), "files": len(self.suite_files)},
             "parity": {"status": self.parity.status, "requests": self.parity.requests,
                        "mismatches": len(self.parity.mismatches)},
+            "conformance": {"status": self.conformance.status, "requests": self.conformance.requests,
+                            "mismatches": len(self.conformance.mismatches)},
             "errors": len(self.errors),
         }
 
@@ -187,6 +179,7 @@ class PolicyTestReport:
             "rego_tests": {
                 "evaluator": self.rego_evaluator,
                 "skipped": self.rego_skipped,
+                "config": self.rego_config,
                 "results": [
                     {"file": t.test.file, "package": t.test.package, "name": t.test.name,
                      "ref": f"data.{t.test.package}.{t.test.name}", "passed": t.passed, "error": t.error,
@@ -195,8 +188,10 @@ class PolicyTestReport:
                 ],
             },
             "suites": {"files": list(self.suite_files), "skipped": self.suites_skipped,
+                       "per_suite": self.per_suite(),
                        "results": [r.to_dict() for r in self.suite_results]},
             "parity": self.parity.to_dict(),
+            "conformance": self.conformance.to_dict(),
             "errors": list(self.errors),
             "duration_s": round(self.duration_s, 6),
         }
@@ -205,6 +200,8 @@ class PolicyTestReport:
         """People's report: one line per test and case (``verbose``), failures in detail, a summary."""
         out: list[str] = []
         out.append(f"Rego unit tests ({self.rego_evaluator}) in {self.policy_dir}")
+        if self.rego_config and not self.rego_skipped:
+            out.append(f"  config: {self.rego_config}")
         if self.rego_skipped:
             out.append(f"  skipped: {self.rego_skipped}")
         elif not self.rego_tests:
@@ -221,25 +218,22 @@ class PolicyTestReport:
         else:
             out.append(f"Expectation suites ({len(self.suite_files)} file(s))" if self.suite_files
                        else "Expectation suites: none found")
+        by_file: dict[tuple[str | None, str], list[CaseResult]] = {}
         for r in self.suite_results:
-            if r.passed:
-                if verbose:
-                    out.append(f"PASS {r.label} ({_ms(r.duration_s)})")
-            else:
-                out.append(r.failure_text())
+            by_file.setdefault((r.file, r.suite), []).append(r)
+        for row, results in zip(self.per_suite(), by_file.values()):
+            out.append(f"{row['file'] or row['suite']} (suite {row['suite']!r}): {row['cases']} case(s), "
+                       f"{row['passed']} passed" + (f", {row['failed']} failed" if row["failed"] else ""))
+            for r in results:
+                if r.passed:
+                    if verbose:
+                        note = f" — {r.range_note}" if r.range_note else ""
+                        out.append(f"PASS {r.label}{note} ({_ms(r.duration_s)})")
+                else:
+                    out.append(r.failure_text())
         out.append("")
-        p = self.parity
-        if p.status == "skipped":
-            out.append(f"Parity rego/native: SKIPPED ({p.reason})")
-        else:
-            what = f"{p.requests} requests ({p.generated} generated with seed {p.seed}, " \
-                   f"{p.requests - p.generated} from suites)"
-            verdict = "PASS" if p.status == "passed" else "FAIL"
-            out.append(f"Parity rego/native: {verdict} on {what} ({_ms(p.duration_s)})")
-            for m in p.mismatches[:20]:
-                out.append(f"  MISMATCH {m.describe()}")
-            if len(p.mismatches) > 20:
-                out.append(f"  … and {len(p.mismatches) - 20} more")
+        out += self.parity.render_text("Parity rego/native")
+        out += self.conformance.render_text("Conformance rego-cpp/OPA")
         for e in self.errors:
             out += ["", f"ERROR {e}"]
         c = self.counts()
@@ -249,7 +243,8 @@ class PolicyTestReport:
             else f"rego tests {c['rego_tests']['passed']}/{c['rego_tests']['total']} passed",
             "suites skipped" if self.suites_skipped
             else f"suite cases {c['suite_cases']['passed']}/{c['suite_cases']['total']} passed",
-            f"parity {p.status}",
+            f"parity {self.parity.status}",
+            f"OPA conformance {self.conformance.status}",
         ]
         if self.errors:
             parts.append(f"{len(self.errors)} error(s)")
@@ -266,50 +261,87 @@ def run_policy_tests(
     *,
     config: Any = None,
     suites: Iterable[str | Path] = (),
-    dir_suites: bool = True,
+    dir_suites: bool | None = None,
     generate: int = 200,
     seed: int = 0,
     evaluator: str = "regopy",
     rego_tests: bool = True,
     run_suites: bool = True,
     parity: bool = True,
+    conformance: bool = True,
+    require_opa: bool = False,
 ) -> PolicyTestReport:
-    """Run the Rego unit tests, the expectation suites and the parity check for one policy directory.
+    """Run the Rego unit tests, the expectation suites and the engine checks for one policy directory.
+
+    Which config each part reads: the suites, the parity check and the OPA
+    conformance check decide with ``config`` (an organisation's tuning is what
+    they must hold under). The Rego unit tests pin the values of the config
+    they were written for, so they keep the directory's own ``config.yaml``
+    (the stock config when it has none) and the report says so.
 
     Args:
         policy_dir: the policy directory (default: the stock policies).
         config: a config overriding the directory's ``config.yaml`` (see :meth:`PolicySet.load`).
-        suites: extra suite files or directories.
-        dir_suites: also run ``<policy_dir>/tests/*.yaml``.
-        generate: how many generated requests the parity check uses.
+        suites: suite files or directories to run.
+        dir_suites: also run ``<policy_dir>/tests/**/*.yaml``; by default only
+            when no ``suites`` are given (an organisation's suites replace the
+            directory's, which pin other values).
+        generate: how many generated requests the parity and conformance checks use.
         seed: the generator's seed.
         evaluator: passed to :func:`helpdesk_policy.regotest.run`.
         rego_tests: run the Rego unit tests.
         run_suites: run the expectation suites.
-        parity: run the parity check.
+        parity: run the rego/native parity check (stock Rego only).
+        conformance: decide the suites' and generated requests with OPA's Go
+            evaluator too and compare (skipped, visibly, when it is not installed).
+        require_opa: fail (EngineUnavailableError) when OPA's Go evaluator is missing.
 
     Raises:
-        PolicyLoadError: the directory is missing or has no ``.rego`` files.
+        PolicyLoadError: the directory is missing, has no ``.rego`` files, or the loader refuses them.
         InvalidConfigError: its config is invalid.
-        EngineUnavailableError: the rego engine (regopy) is not installed.
+        SuiteError: a file named in ``suites`` is missing, unreadable or invalid
+            (a broken suite in the directory's own ``tests/`` is a failed run instead).
+        EngineUnavailableError: regopy is not installed, or OPA's Go evaluator
+            is not and ``require_opa``.
     """
     start = time.perf_counter()
     policy_set = PolicySet.load(policy_dir, config)
+    if conformance and require_opa:
+        require_opa_go()  # before minutes of tests, not after
     report = PolicyTestReport(policy_dir=str(policy_set.directory), revision=policy_set.revision,
                               rego_evaluator=evaluator)
     if rego_tests:
-        _rego_phase(report, policy_set, evaluator)
+        unit_set = policy_set
+        if config is not None:
+            unit_set = PolicySet.load(policy_dir)
+            own = unit_set.directory / "config.yaml"
+            report.rego_config = (f"{own} (the config the unit tests were written for; the suites and checks "
+                                  "use the given config)" if policy_dir is not None and own.is_file()
+                                  else "the stock config (the config the unit tests were written for; the suites "
+                                       "and checks use the given config)")
+        _rego_phase(report, unit_set, evaluator)
     else:
         report.rego_skipped = "disabled"
     loaded: list[Suite] = []
     if run_suites:
-        loaded = _suite_phase(report, policy_set, suites, dir_suites)
+        suites = list(suites)
+        loaded = _suite_phase(report, policy_set, suites, not suites if dir_suites is None else dir_suites)
     else:
         report.suites_skipped = "disabled"
+    cases: list[tuple[str, Request]] = []
+    if parity or conformance:
+        from .generate import generate_requests
+
+        cases = [(r.request.id, r) for r in generate_requests(generate, seed)]
+        cases += [(f"{s.label}: {c.name}", c.request) for s in loaded for c in s.cases]
     if parity:
-        _parity_phase(report, policy_set, loaded, generate, seed)
+        _parity_phase(report, policy_set, cases, generate, seed)
     else:
-        report.parity = ParityResult("skipped", seed=seed, reason="disabled")
+        report.parity = _skipped_parity("disabled", seed)
+    if conformance:
+        _conformance_phase(report, policy_set, cases, generate, seed, require_opa)
+    else:
+        report.conformance = skipped_conformance("disabled", seed=seed)
     report.duration_s = time.perf_counter() - start
     return report
 
@@ -323,7 +355,9 @@ def _rego_phase(report: PolicyTestReport, policy_set: PolicySet, evaluator: str)
         return
     try:
         report.rego_tests = list(regotest.run(policy_set, evaluator=evaluator))
-    except EngineUnavailableError:
+    except (EngineUnavailableError, PolicyLoadError):
+        # Rego that does not load (bad encoding, syntax, recursion) is a usage
+        # error like in decide and diff: exit 2 naming file and line.
         raise
     except (HelpdeskPolicyError, ValueError) as exc:
         report.errors.append(f"Rego unit tests: {exc}")
@@ -333,27 +367,34 @@ def _suite_phase(report: PolicyTestReport, policy_set: PolicySet, suites: Iterab
                  dir_suites: bool) -> list[Suite]:
     """2. The expectation suites, decided by the rego engine on this directory.
 
-    No fallback engine: a fallback's answer is not this policy's answer.
+    No fallback engine: a fallback's answer is not this policy's answer. A
+    suite named on the command line that cannot be loaded stops the run
+    (SuiteError); one in the directory's ``tests/`` is reported as an error.
     """
     from .facade import HelpdeskPolicy
-    from .suites import SuiteError, find_suite_files, load_suite
+    from .suites import labelled_suite_files, load_suite
     from .suites import run_suites as run_all
 
-    paths: list[Path] = []
     tests_dir = policy_set.directory / "tests"
-    try:
-        if dir_suites and tests_dir.is_dir():
-            paths += find_suite_files([tests_dir])
-        paths += find_suite_files(suites)
-    except SuiteError as exc:
-        report.errors += [str(e) for e in exc.errors]
+    own = labelled_suite_files([tests_dir]) if dir_suites and tests_dir.is_dir() else []
+    given = labelled_suite_files(suites)
     loaded: list[Suite] = []
-    for p in dict.fromkeys(paths):  # a file named twice runs once
-        report.suite_files.append(_shown(p, policy_set.directory))
+    problems: list[FieldError] = []
+    seen: set[Path] = set()
+    for (path, label), named in [*((f, False) for f in own), *((f, True) for f in given)]:
+        if path.resolve() in seen:  # a file named twice runs once
+            continue
+        seen.add(path.resolve())
+        report.suite_files.append(_shown(path, policy_set.directory))
         try:
-            loaded.append(load_suite(p))
+            loaded.append(load_suite(path, display=label))
         except SuiteError as exc:
-            report.errors += [f"suite {e}" for e in exc.errors]
+            if named:
+                problems += exc.errors
+            else:
+                report.errors += [f"suite {e}" for e in exc.errors]
+    if problems:
+        raise SuiteError(problems)
     try:
         policy = HelpdeskPolicy(engine="rego", policy_dir=policy_set.directory, config=policy_set.config)
     except EngineUnavailableError:
@@ -367,19 +408,15 @@ def _suite_phase(report: PolicyTestReport, policy_set: PolicySet, suites: Iterab
     return loaded
 
 
-def _parity_phase(report: PolicyTestReport, policy_set: PolicySet, loaded: list[Suite], generate: int,
+def _parity_phase(report: PolicyTestReport, policy_set: PolicySet, cases: list[tuple[str, Request]], generate: int,
                   seed: int) -> None:
     """3. Parity, only where a native mirror exists."""
-    from .generate import generate_requests
-
     if not is_stock_rego(policy_set):
-        report.parity = ParityResult("skipped", seed=seed, reason=(
-            "the Rego differs from the stock policies, and the native engine mirrors the stock policies only"))
+        report.parity = _skipped_parity(
+            "the Rego differs from the stock policies, and the native engine mirrors the stock policies only", seed)
         return
-    cases: list[tuple[str, Request]] = [(r.request.id, r) for r in generate_requests(generate, seed)]
-    cases += [(f"{s.label}: {c.name}", c.request) for s in loaded for c in s.cases]
     if not cases:
-        report.parity = ParityResult("skipped", seed=seed, reason="no requests (--generate 0 and no suites)")
+        report.parity = _skipped_parity("no requests (--generate 0 and no suites)", seed)
         return
     try:
         report.parity = check_parity(policy_set, cases, seed=seed, generated=generate)
@@ -387,6 +424,17 @@ def _parity_phase(report: PolicyTestReport, policy_set: PolicySet, loaded: list[
         raise
     except HelpdeskPolicyError as exc:
         report.errors.append(f"parity: {exc}")
+
+
+def _conformance_phase(report: PolicyTestReport, policy_set: PolicySet, cases: list[tuple[str, Request]],
+                       generate: int, seed: int, require: bool) -> None:
+    """4. rego-cpp against OPA's Go evaluator, for any Rego."""
+    try:
+        report.conformance = check_conformance(policy_set, cases, require=require, seed=seed, generated=generate)
+    except EngineUnavailableError:
+        raise
+    except HelpdeskPolicyError as exc:
+        report.errors.append(f"OPA conformance: {exc}")
 
 
 def _shown(path: Path, policy_dir: Path) -> str:

@@ -24,12 +24,24 @@ policies (``policies/tests/*.yaml``) and that ``helpdesk-policy test`` runs::
       - name: from a file
         request_file: requests/phone-reset.json          # relative to the suite file
         expect: {level: step_up}
+      - name: guidance sets a floor and a ceiling, not one level
+        refs: [CISA-AA23-320A]                           # what the case rests on
+        request: {request: {action: mfa_reset, channel: phone}}
+        expect:
+          level_at_least: step_up                        # both inclusive; either alone
+          level_at_most: manager_approval
 
-Every expectation is optional but a case must state at least one. Reason and
-obligation entries are codes, or mappings that also pin a reason's ``level``
-or an obligation's ``within_hours`` / ``fields``. Files are validated by
-pydantic models that forbid unknown keys, and requests by the request model, so
-a typo fails the load with an error naming the file, the case and the field.
+Every expectation is optional but a case must state at least one. ``level``
+pins the level; ``level_at_least`` / ``level_at_most`` (alone or together, not
+with ``level``) accept a range of the ladder instead. Reason and obligation
+entries are codes, or mappings that also pin a reason's ``level`` or an
+obligation's ``within_hours`` / ``fields``. ``refs`` (optional, non-empty when
+present) cites the guidance a case rests on. Files are read strictly
+(:mod:`helpdesk_policy.loading`: a duplicated key is an error, never "last one
+wins") and validated by pydantic models that forbid unknown keys, and requests
+by the request model, so a typo fails the load with an error naming the file,
+the case and the field. A directory contributes its ``*.yaml``/``*.yml`` files,
+subdirectories included (``tests/guidance/*.yaml``).
 
 >>> from helpdesk_policy import HelpdeskPolicy
 >>> from helpdesk_policy.suites import load_suites, run_suite, stock_suite_paths
@@ -41,18 +53,24 @@ True
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import FieldError, HelpdeskPolicyError, InvalidRequestError, SuiteError, field_errors_from_pydantic
+from .errors import (
+    DocumentError,
+    FieldError,
+    HelpdeskPolicyError,
+    InvalidRequestError,
+    SuiteError,
+    field_errors_from_pydantic,
+)
 from .levels import Level
+from .loading import load_document
 from .models import Decision, Request, parse_request
 
 if TYPE_CHECKING:
@@ -72,7 +90,9 @@ __all__ = [
     "assert_decision",
     "check_decision",
     "describe_decision",
+    "files_under",
     "find_suite_files",
+    "labelled_suite_files",
     "load_suite",
     "load_suites",
     "run_suite",
@@ -108,9 +128,15 @@ class ObligationExpectation(_Strict):
 
 
 class Expectation(_Strict):
-    """What a decision must say. Unset fields are not checked."""
+    """What a decision must say. Unset fields are not checked.
+
+    ``level`` pins the level; ``level_at_least`` and ``level_at_most`` (both
+    inclusive, alone or together) accept a range instead.
+    """
 
     level: Level | None = None
+    level_at_least: Level | None = None
+    level_at_most: Level | None = None
     allowed: bool | None = None
     reasons: list[ReasonExpectation] = Field(default_factory=list)
     reasons_absent: list[Code] = Field(default_factory=list)
@@ -128,12 +154,22 @@ class Expectation(_Strict):
 
     @model_validator(mode="after")
     def _meaningful(self) -> Expectation:
-        if (self.level is None and self.allowed is None and not self.reasons and not self.reasons_absent
-                and not self.obligations and not self.obligations_absent):
-            raise ValueError("states nothing to check: give level, allowed, reasons or obligations")
+        if (self.level is None and self.level_range is None and self.allowed is None and not self.reasons
+                and not self.reasons_absent and not self.obligations and not self.obligations_absent):
+            raise ValueError("states nothing to check: give level (or level_at_least/level_at_most), allowed, "
+                             "reasons or obligations")
         problems = []
+        if self.level is not None and self.level_range is not None:
+            problems.append("give either level or level_at_least/level_at_most, not both")
+        lo, hi = self.level_at_least, self.level_at_most
+        if lo is not None and hi is not None and lo > hi:
+            problems.append(f"level_at_least {lo.value!r} is above level_at_most {hi.value!r}")
         if self.level is not None and self.allowed is not None and self.allowed != self.level.allowed:
             problems.append(f"allowed={self.allowed} contradicts level {self.level.value!r}")
+        if self.allowed is True and lo is Level.DENY:
+            problems.append("allowed=True contradicts level_at_least 'deny'")
+        if self.allowed is False and hi is not None and hi < Level.DENY:
+            problems.append(f"allowed=False contradicts level_at_most {hi.value!r}")
         both = sorted(set(self.reason_codes) & set(self.reasons_absent))
         if both:
             problems.append(f"reasons {both} are both required and absent")
@@ -143,6 +179,20 @@ class Expectation(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def level_range(self) -> tuple[Level, Level] | None:
+        """``(lowest, highest)`` accepted level when a range is given (the open end filled in), else None."""
+        if self.level_at_least is None and self.level_at_most is None:
+            return None
+        return (self.level_at_least or Level.SELF_SERVICE, self.level_at_most or Level.DENY)
+
+    def level_text(self) -> str | None:
+        """The level expectation as people read it: ``callback`` or ``[step_up, manager_approval]``."""
+        if self.level is not None:
+            return self.level.value
+        bounds = self.level_range
+        return None if bounds is None else f"[{bounds[0].value}, {bounds[1].value}]"
 
     @property
     def reason_codes(self) -> list[str]:
@@ -158,6 +208,8 @@ class SuiteCase(_Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: str | None = None
+    refs: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)] | None = None
+    """The guidance the case rests on (``CISA-AA23-320A``); when given, at least one."""
     request: dict[str, Any] | None = None
     request_file: Annotated[str, Field(min_length=1)] | None = None
     expect: Expectation
@@ -196,6 +248,7 @@ class Case:
     index: int
     description: str | None = None
     request_file: Path | None = None
+    refs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,10 +259,14 @@ class Suite:
     cases: tuple[Case, ...]
     path: Path | None = None
     description: str | None = None
+    display: str | None = None
+    """How reports name the file (``guidance/x.yaml`` for one found in a subdirectory)."""
 
     @property
     def label(self) -> str:
-        """The file name (or the suite name for a suite built in code)."""
+        """``display``, else the file name (or the suite name for a suite built in code)."""
+        if self.display is not None:
+            return self.display
         return self.path.name if self.path is not None else self.name
 
 
@@ -225,10 +282,19 @@ class CaseResult:
     decision: Decision | None = None
     error: str | None = None
     duration_s: float = 0.0
+    expect: Expectation | None = None
+    refs: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         return f"{self.file or self.suite}: {self.case}"
+
+    @property
+    def range_note(self) -> str | None:
+        """``step_up in [step_up, manager_approval]``: the level against a range expectation."""
+        if self.decision is None or self.expect is None or self.expect.level_range is None:
+            return None
+        return f"{self.decision.level.value} in {self.expect.level_text()}"
 
     def failure_text(self) -> str:
         """Expected vs actual, for a person. Empty for a passing case."""
@@ -252,6 +318,8 @@ class CaseResult:
             "mismatches": list(self.mismatches),
             "error": self.error,
             "duration_s": round(self.duration_s, 6),
+            "expect": self.expect.model_dump(mode="json", exclude_defaults=True) if self.expect else None,
+            "refs": list(self.refs),
         }
         if self.decision is not None:
             doc["decision"] = {
@@ -266,40 +334,13 @@ class CaseResult:
 # ----------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would silently keep the last
-    one, so a case with two ``expect:`` blocks would test only half of what it says."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _read_document(path: Path) -> Any:
+    """A suite or request file, read strictly (duplicate keys, bad encoding: errors naming file and line)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise SuiteError([FieldError(str(path), f"cannot read: {reason}")]) from None
-    try:
-        if path.suffix == ".json":
-            return json.loads(text)
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except json.JSONDecodeError as exc:
-        raise SuiteError([FieldError(str(path), f"not valid JSON: {exc.msg} (line {exc.lineno})")]) from None
-    except yaml.YAMLError as exc:
-        raise SuiteError([FieldError(str(path), f"not valid YAML: {exc}")]) from None
+        return load_document(path)
+    except DocumentError as exc:
+        where = f"{exc.source}: line {exc.line}" if exc.line is not None else exc.source
+        raise SuiteError([FieldError(where, exc.detail)]) from None
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -356,7 +397,8 @@ def _case_request(p: Path, index: int, raw_case: Mapping[str, Any], base: Any,
         try:
             doc = _read_document(request_path)
         except SuiteError as exc:
-            errors.extend((index, FieldError(f"{where}: request_file", e.message)) for e in exc.errors)
+            # The request file's own name (and line) stay in the message: it is another file.
+            errors.extend((index, FieldError(f"{where}: request_file", str(e))) for e in exc.errors)
             return None, request_path
         if not isinstance(doc, Mapping):
             errors.append((index, FieldError(f"{where}: request_file", f"{request_file} must hold one request object")))
@@ -380,11 +422,12 @@ def _case_request(p: Path, index: int, raw_case: Mapping[str, Any], base: Any,
         return None, request_path
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_suite(path: str | Path, *, display: str | None = None) -> Suite:
     """Load and validate one suite file (YAML or JSON).
 
     Base requests are deep-merged under each case's ``request``; a
     ``request_file`` (relative to the suite file) is used as it is.
+    ``display`` is how reports name the file (default: its name).
 
     Raises:
         SuiteError: unreadable, not a suite, or any case invalid; every problem
@@ -421,26 +464,50 @@ def load_suite(path: str | Path) -> Suite:
         request, request_path = requests[index]
         assert request is not None  # every failure above was recorded as an error
         cases.append(Case(name=case.name, request=request, expect=case.expect, index=index,
-                          description=case.description, request_file=request_path))
-    return Suite(name=spec.suite, cases=tuple(cases), path=p, description=spec.description)
+                          description=case.description, request_file=request_path, refs=tuple(case.refs or ())))
+    return Suite(name=spec.suite, cases=tuple(cases), path=p, description=spec.description, display=display)
 
 
-def find_suite_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories to their ``*.yaml``/``*.yml`` files (sorted); keep files as given.
+def files_under(directory: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Regular files with one of ``suffixes`` under ``directory``, subdirectories included,
+    sorted by relative path. Hidden files and directories (``.git``, editor
+    droppings) are left out; symlinked directories are not followed, so a
+    link loop cannot make discovery run forever."""
+    found = []
+    for f in directory.rglob("*"):
+        rel = f.relative_to(directory)
+        if f.suffix in suffixes and not any(part.startswith(".") for part in rel.parts) and f.is_file():
+            found.append((rel.as_posix(), f))
+    return [f for _, f in sorted(found)]
+
+
+def labelled_suite_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """``(file, label)`` for every suite in ``paths``: a directory contributes its
+    ``*.yaml``/``*.yml`` files, subdirectories included, labelled by their path
+    relative to it (``guidance/x.yaml``); a file is kept as given, labelled by its name.
 
     Raises:
         SuiteError: a path does not exist.
     """
-    out: list[Path] = []
+    out: list[tuple[Path, str]] = []
     for item in paths:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in _DIR_SUFFIXES)
+            out += [(f, f.relative_to(p).as_posix()) for f in files_under(p, _DIR_SUFFIXES)]
         elif p.is_file():
-            out.append(p)
+            out.append((p, p.name))
         else:
             raise SuiteError([FieldError(str(p), "no such file or directory")])
     return out
+
+
+def find_suite_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The suite files in ``paths`` (see :func:`labelled_suite_files`), without their labels.
+
+    Raises:
+        SuiteError: a path does not exist.
+    """
+    return [p for p, _ in labelled_suite_files(paths)]
 
 
 def load_suites(paths: Iterable[str | Path]) -> list[Suite]:
@@ -454,9 +521,9 @@ def load_suites(paths: Iterable[str | Path]) -> list[Suite]:
     """
     suites: list[Suite] = []
     errors: list[FieldError] = []
-    for p in find_suite_files(paths):
+    for p, label in labelled_suite_files(paths):
         try:
-            suites.append(load_suite(p))
+            suites.append(load_suite(p, display=label))
         except SuiteError as exc:
             errors.extend(exc.errors)
     if errors:
@@ -504,6 +571,9 @@ def check_decision(decision: Decision, expect: Expectation) -> list[str]:
     out: list[str] = []
     if expect.level is not None and decision.level != expect.level:
         out.append(f"level: expected {expect.level.value}, got {decision.level.value}")
+    bounds = expect.level_range
+    if bounds is not None and not bounds[0] <= decision.level <= bounds[1]:
+        out.append(f"level: expected in {expect.level_text()}, got {decision.level.value}")
     if expect.allowed is not None and decision.allowed != expect.allowed:
         out.append(f"allowed: expected {expect.allowed}, got {decision.allowed}")
     actual_reasons = {r.code: r for r in decision.reasons}
@@ -542,9 +612,13 @@ def assert_decision(
     reasons_absent: Iterable[str] = (),
     obligations: Iterable[str | Mapping[str, Any]] = (),
     obligations_absent: Iterable[str] = (),
+    level_at_least: Level | str | None = None,
+    level_at_most: Level | str | None = None,
 ) -> None:
     """Assert ``decision`` says what you expect; on mismatch, show expected vs actual.
 
+    ``level`` pins the level; ``level_at_least`` / ``level_at_most`` (inclusive,
+    alone or together, not with ``level``) accept a range of the ladder.
     ``reasons`` / ``obligations`` must be present (codes, or mappings that also
     pin a reason's ``level`` or an obligation's ``within_hours``/``fields``);
     ``*_absent`` must not be. Unset arguments are not checked.
@@ -564,6 +638,13 @@ def assert_decision(
         ...     "target": {"id": "u-1", "type": "human", "privileged": False,
         ...                "privilege_tier": 0, "vip": False, "status": "active"}})
         >>> assert_decision(d, level="step_up", obligations=["terminate_sessions"])
+        >>> assert_decision(d, level_at_least="step_up", level_at_most="callback")
+        >>> assert_decision(d, level_at_least="manager_approval")
+        Traceback (most recent call last):
+          ...
+        AssertionError: decision does not match the expectation:
+          level: expected in [manager_approval, deny], got step_up
+        ...
         >>> assert_decision(d, level="callback", reasons_absent=["action_baseline"])
         Traceback (most recent call last):
           ...
@@ -575,7 +656,8 @@ def assert_decision(
     __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     try:
         expect = Expectation.model_validate({
-            "level": level, "allowed": allowed, "reasons": list(reasons), "reasons_absent": list(reasons_absent),
+            "level": level, "level_at_least": level_at_least, "level_at_most": level_at_most, "allowed": allowed,
+            "reasons": list(reasons), "reasons_absent": list(reasons_absent),
             "obligations": list(obligations), "obligations_absent": list(obligations_absent),
         })
     except ValidationError as exc:
@@ -606,7 +688,8 @@ def run_suite(policy: HelpdeskPolicy, suite: Suite, *, allow_degraded: bool = Fa
             decision = policy.decide(case.request)
         except HelpdeskPolicyError as exc:
             results.append(CaseResult(suite.name, case.name, suite.label, False, (), None,
-                                      f"{type(exc).__name__}: {exc}", time.perf_counter() - start))
+                                      f"{type(exc).__name__}: {exc}", time.perf_counter() - start,
+                                      case.expect, case.refs))
             continue
         elapsed = time.perf_counter() - start
         mismatches = check_decision(decision, case.expect)
@@ -614,7 +697,7 @@ def run_suite(policy: HelpdeskPolicy, suite: Suite, *, allow_degraded: bool = Fa
             mismatches.insert(0, f"decision is degraded (engine {decision.engine!r} answered, not "
                                  f"{policy.engine_names[0]!r}): the policy under test did not decide")
         results.append(CaseResult(suite.name, case.name, suite.label, not mismatches, tuple(mismatches),
-                                  decision, None, elapsed))
+                                  decision, None, elapsed, case.expect, case.refs))
     return results
 
 
