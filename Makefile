@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 # OPA's own Go evaluator, the conformance oracle for tests only. Its wheel is
-# py3-none-manylinux but declares Python >= 3.14; it works on 3.10+ (NOTES.md).
+# py3-none-manylinux but declares Python >= 3.14; it works on 3.10+.
 OPA_ORACLE := opa-golib-python-bindings==0.4.4
 
 .PHONY: demo setup dev test bench clean

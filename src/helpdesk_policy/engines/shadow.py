@@ -20,7 +20,7 @@ Rules:
   fails (the facade then moves down its chain as usual).
 * If the **shadow** fails, the primary's verdict is used and a warning is
   logged; shadow failures never cost a decision.
-* If both answer and their parity keys (SPEC §5.3: level, allowed,
+* If both answer and their parity keys (guarantee 3: level, allowed,
   requirements, reason codes, obligations) differ, a WARNING is logged on the
   ``helpdesk_policy.shadow`` logger with both keys and the request's input
   digest (never the request itself), and the **stricter** verdict is

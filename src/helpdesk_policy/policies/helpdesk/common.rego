@@ -1,5 +1,5 @@
 # Facts derived from the request and config that several concerns share.
-# Missing optional facts are read as their riskiest value (SPEC §5.1).
+# Missing optional facts are read as their riskiest value (guarantee 1).
 package helpdesk.common
 
 import rego.v1

@@ -209,7 +209,7 @@ test_stricter_baseline_changes_the_decision if {
 }
 
 # ------------------------------------------------------------------- monotone
-# Spot checks of SPEC §5.2 (tests/test_properties.py checks it on generated
+# Spot checks of guarantee 2 (tests/test_properties.py checks it on generated
 # requests). One action per baseline level keeps the run short: a decision
 # under `with` costs ~30 ms in rego-cpp.
 

@@ -2,7 +2,7 @@
 # and one evaluation helper per concern. No test_ rules live here.
 #
 # Written in the subset that both regopy (rego-cpp) and OPA accept, which
-# shapes it (NOTES.md):
+# shapes it:
 # - rego-cpp crashes on `with input as {...}` when the tested rule reads
 #   another rule, so each helper mocks input.request/actor/target/context
 #   separately, always with complete objects (the real input has every field).
@@ -87,7 +87,7 @@ nhi := {"actor": nhi_owner, "target": nhi_target}
 agent := {"id": "agent-7", "type": "ai_agent", "relationship": "helpdesk_agent", "on_behalf_of": "u-123"}
 
 # --------------------------------------------------------------- vocabulary
-# Closed enums (SPEC §3). case() refuses a value outside them, so a typo in a
+# Closed enums (the request contract). case() refuses a value outside them, so a typo in a
 # test makes the test fail instead of passing vacuously.
 
 actions := {
