@@ -55,7 +55,7 @@ def load_requests() -> list[dict[str, Any]]:
 def _serve(conn: Any, fault: str | None) -> None:
     from opa_server import OpaTestServer
 
-    from helpdesk_policy.policies import PolicySet
+    from helpdesk_policy.policyset import PolicySet
 
     server = OpaTestServer(PolicySet.load(), pool_size=8, warm=8).start()
     if fault:

@@ -24,7 +24,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def policy_set():
-    from helpdesk_policy.policies import PolicySet
+    from helpdesk_policy.policyset import PolicySet
 
     return PolicySet.load()
 
@@ -36,7 +36,7 @@ def custom_policy_dir(tmp_path_factory: pytest.TempPathFactory):
     nothing can decide and the facade answers its strict level."""
     import shutil
 
-    from helpdesk_policy.policies import stock_policy_dir
+    from helpdesk_policy.resources import stock_policy_dir
 
     target = tmp_path_factory.mktemp("custom") / "policies"
     shutil.copytree(stock_policy_dir(), target)

@@ -90,7 +90,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from opa_bindings import OpaEngine as GoEngine
 from opa_bindings import OpaError, OpaUndefinedError
 
-from helpdesk_policy.policies import PolicySet
+from helpdesk_policy.policyset import PolicySet
 
 __all__ = ["OpaTestServer", "FAULTS", "TLSMaterial", "make_tls_material", "refusing_url"]
 

@@ -25,14 +25,15 @@ from helpdesk_policy.bundle import (
     BundleError,
     BundleVerificationError,
     build_bundle,
-    bundle,
     canonical_json,
     file_hash,
     load_bundle,
     read_bundle_files,
     verify_bundle,
 )
-from helpdesk_policy.policies import PolicySet, stock_policy_dir
+from helpdesk_policy.cli.bundle import bundle
+from helpdesk_policy.policyset import PolicySet
+from helpdesk_policy.resources import stock_policy_dir
 
 pytest.importorskip("jwt", reason="signing needs the 'bundle' extra (pyjwt)")
 

@@ -27,7 +27,7 @@ from helpdesk_policy.engines import ENGINES
 from helpdesk_policy.engines.base import BaseEngine
 from helpdesk_policy.engines.native import NativeEngine
 from helpdesk_policy.models import Decision, Request, parse_request
-from helpdesk_policy.policies import PolicySet
+from helpdesk_policy.policyset import PolicySet
 
 DENIED = {  # someone unrelated asking for another person's access: deny
     "request": {"id": "INC-2", "action": "access_grant", "channel": "phone"},

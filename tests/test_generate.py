@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from helpdesk_policy import HelpdeskPolicy, Level
-from helpdesk_policy.generate import generate_request_dicts, generate_requests
+from helpdesk_policy.ci.generate import generate_request_dicts, generate_requests
 from helpdesk_policy.models import (
     Action,
     ActorType,
@@ -58,7 +58,7 @@ def test_pinned_output_is_stable() -> None:
 
 def test_independent_of_hash_randomisation() -> None:
     # Set or dict iteration order would leak PYTHONHASHSEED into the output.
-    code = ("import hashlib, json; from helpdesk_policy.generate import generate_request_dicts; "
+    code = ("import hashlib, json; from helpdesk_policy.ci.generate import generate_request_dicts; "
             "print(hashlib.sha256(json.dumps(generate_request_dicts(200, 1), sort_keys=True).encode()).hexdigest())")
     for hash_seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}

@@ -31,7 +31,7 @@ from helpdesk_policy.digest import REDACTED, input_digest, redact
 from helpdesk_policy.engines.native import NativeEngine
 from helpdesk_policy.levels import REQUIREMENTS
 from helpdesk_policy.models import Obligation, Reason, Request, Target, construct_trusted
-from helpdesk_policy.policies import PolicySet
+from helpdesk_policy.policyset import PolicySet
 from helpdesk_policy.testing import request_dicts, requests
 
 REQUEST: dict[str, Any] = {

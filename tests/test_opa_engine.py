@@ -40,7 +40,7 @@ from helpdesk_policy.engines.opa import OpaEngine, OpaHTTPError  # noqa: E402
 from helpdesk_policy.engines.rego import RegoEngine  # noqa: E402
 from helpdesk_policy.engines.shadow import ShadowEngine  # noqa: E402
 from helpdesk_policy.errors import EngineUnavailableError, PolicyLoadError, UndefinedDecisionError  # noqa: E402
-from helpdesk_policy.policies import PolicySet  # noqa: E402
+from helpdesk_policy.policyset import PolicySet  # noqa: E402
 from helpdesk_policy.testing import requests as request_strategy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,13 +34,13 @@ pytest.importorskip("opa_bindings", reason="the OPA test server needs opa-golib-
 from hypothesis import given, strategies as st  # noqa: E402
 from opa_server import FAULTS, HOSTILE_MESSAGE, OpaTestServer, refusing_url  # noqa: E402
 
-import helpdesk_policy.resilience as resilience  # noqa: E402
+import helpdesk_policy.engines.resilience as resilience  # noqa: E402
 from helpdesk_policy import EngineTimeoutError, EngineUnavailableError, HelpdeskPolicy, Level, parse_request  # noqa: E402
 from helpdesk_policy.engines.native import NativeEngine  # noqa: E402
 from helpdesk_policy.engines.opa import OpaEngine, OpaHTTPError  # noqa: E402
 from helpdesk_policy.errors import EngineError, InvalidRequestError, MalformedDecisionError, UndefinedDecisionError  # noqa: E402
-from helpdesk_policy.policies import PolicySet  # noqa: E402
-from helpdesk_policy.resilience import (  # noqa: E402
+from helpdesk_policy.policyset import PolicySet  # noqa: E402
+from helpdesk_policy.engines.resilience import (  # noqa: E402
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,
@@ -699,7 +699,7 @@ def test_acall_hard_timeout_and_retry() -> None:
 
 
 def test_watchdog_fires_in_order_skips_disarmed_and_survives_a_raising_callback() -> None:
-    from helpdesk_policy.resilience import Watchdog
+    from helpdesk_policy.engines.resilience import Watchdog
 
     dog = Watchdog(name="test-watchdog")
     fired: list[str] = []

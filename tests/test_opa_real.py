@@ -34,7 +34,7 @@ from helpdesk_policy import HelpdeskPolicy, Verdict, parse_request  # noqa: E402
 from helpdesk_policy.engines.opa import OpaEngine  # noqa: E402
 from helpdesk_policy.engines.rego import RegoEngine  # noqa: E402
 from helpdesk_policy.errors import UndefinedDecisionError  # noqa: E402
-from helpdesk_policy.policies import PolicySet  # noqa: E402
+from helpdesk_policy.policyset import PolicySet  # noqa: E402
 
 pytestmark = pytest.mark.opa_server
 

@@ -50,7 +50,7 @@ from helpdesk_policy.engines.native import NativeEngine
 from helpdesk_policy.engines.rego import RegoEngine
 from helpdesk_policy.errors import InvalidConfigError, InvalidRequestError
 from helpdesk_policy.models import MAX_COUNT, MAX_HOURS
-from helpdesk_policy.policies import PolicySet
+from helpdesk_policy.policyset import PolicySet
 from helpdesk_policy.testing import configs, requests
 
 pytest.importorskip("opa_bindings", reason="the OPA oracle needs opa-golib-python-bindings (make dev)")

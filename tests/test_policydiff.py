@@ -21,9 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpdesk_policy import HelpdeskPolicy, Level
-from helpdesk_policy.cli_ci import diff_command
-from helpdesk_policy.policies import PolicySet, stock_policy_dir
-from helpdesk_policy.policydiff import (
+from helpdesk_policy.ci.diff import (
     Change,
     DiffError,
     diff_policies,
@@ -32,7 +30,10 @@ from helpdesk_policy.policydiff import (
     parse_git_spec,
     resolve_policy_source,
 )
-from helpdesk_policy.suites import stock_suite_paths
+from helpdesk_policy.ci.suites import stock_suite_paths
+from helpdesk_policy.cli.ci import diff_command
+from helpdesk_policy.policyset import PolicySet
+from helpdesk_policy.resources import stock_policy_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "requests"
@@ -213,7 +214,7 @@ def test_dropping_an_obligation_is_a_loosening(tmp_path: Path, base_decisions: d
     ({"within_hours": 4, "mode": "x"}, {"within_hours": 2, "mode": "y"}, 0),  # not clearly stronger
 ])
 def test_obligation_strength(base: dict[str, Any], head: dict[str, Any], strength: int) -> None:
-    from helpdesk_policy.policydiff import _obligation_strength
+    from helpdesk_policy.ci.diff import _obligation_strength
 
     assert _obligation_strength({"code": "o", **base}, {"code": "o", **head}) == strength
 
@@ -263,7 +264,7 @@ def test_unchanged_policies(tmp_path: Path) -> None:
 
 
 def test_default_is_generated_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    from helpdesk_policy import cli_ci
+    from helpdesk_policy.cli import ci as cli_ci
 
     assert cli_ci.DEFAULT_DIFF_GENERATE == 500
     monkeypatch.setattr(cli_ci, "DEFAULT_DIFF_GENERATE", 25)  # the same path, cheaper
@@ -667,7 +668,7 @@ def test_a_renamed_playbook_and_a_reworded_message_are_reported(tmp_path: Path) 
 
 
 def test_outcome_classification_of_playbooks_and_messages() -> None:
-    from helpdesk_policy.policydiff import Outcome, compare, playbook_level
+    from helpdesk_policy.ci.diff import Outcome, compare, playbook_level
 
     case = generated_cases(1, SEED)[0]
     reasons = (("action_baseline", Level.CALLBACK),)
@@ -714,7 +715,7 @@ def test_a_config_only_change_is_one_command(tmp_path: Path) -> None:
 @given(st.lists(st.one_of(st.sampled_from(["..", ".", "", "a", "b.rego", "\\", "/"]), st.text(max_size=6)),
                 min_size=1, max_size=5).map("/".join))
 def test_an_exported_name_never_leaves_the_export_directory(rel: str) -> None:
-    from helpdesk_policy.policydiff import _export_name
+    from helpdesk_policy.ci.diff import _export_name
 
     root = "/export/dir"
     try:

@@ -12,11 +12,13 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from helpdesk_policy import cli_ci, regotest
+from helpdesk_policy.ci import regotest
+from helpdesk_policy.ci.runner import run_policy_tests
+from helpdesk_policy.cli import ci as cli_ci
 from helpdesk_policy.cli import main
-from helpdesk_policy.cli_ci import EXIT_ENGINE, EXIT_FAILED, EXIT_OK, EXIT_USAGE, REGO_TEST_EVALUATORS
-from helpdesk_policy.policies import PolicySet, stock_policy_dir
-from helpdesk_policy.policytest import run_policy_tests
+from helpdesk_policy.cli.ci import EXIT_ENGINE, EXIT_FAILED, EXIT_OK, EXIT_USAGE, REGO_TEST_EVALUATORS
+from helpdesk_policy.policyset import PolicySet
+from helpdesk_policy.resources import stock_policy_dir
 
 
 def run(*args: str) -> Result:

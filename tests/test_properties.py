@@ -58,7 +58,7 @@ from helpdesk_policy import (
 from helpdesk_policy.engines.base import BaseEngine
 from helpdesk_policy.engines.native import EVIDENCE_FIELDS, NativeEngine
 from helpdesk_policy.errors import FieldError
-from helpdesk_policy.facade import FORMAL_PROCESS
+from helpdesk_policy.chain import FORMAL_PROCESS
 from helpdesk_policy.models import (
     AUTH_STRENGTH_ORDER,
     CHANNEL_TRUST_ORDER,
@@ -72,7 +72,7 @@ from helpdesk_policy.models import (
     TargetStatus,
     TargetType,
 )
-from helpdesk_policy.policies import PolicySet
+from helpdesk_policy.policyset import PolicySet
 from helpdesk_policy.testing import configs, request_dicts, requests
 
 BASE = settings.default.max_examples  # 200 in ci, 5000 in thorough

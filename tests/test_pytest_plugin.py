@@ -71,7 +71,7 @@ def test_plain_test_run_is_unaffected(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         "import sys\n"
         "heavy = ('regopy', 'hypothesis', 'helpdesk_policy.engines.rego', 'helpdesk_policy.engines.native',\n"
-        "         'helpdesk_policy.suites')\n"
+        "         'helpdesk_policy.expectations', 'helpdesk_policy.ci.suites')\n"
         "def pytest_sessionfinish(session):\n"
         "    loaded = [m for m in heavy if m in sys.modules]\n"
         "    print('LOADED', loaded)\n"
@@ -139,7 +139,7 @@ def test_failing_assert_decision_shows_a_readable_diff(pytester: pytest.Pytester
         "*level: callback (allowed)",
     ])
     # The traceback points at the test, not inside the helper.
-    assert "suites.py" not in result.stdout.str()
+    assert "expectations.py" not in result.stdout.str()
 
 
 def test_ranges_and_strategies_a_users_suite_writes(pytester: pytest.Pytester) -> None:

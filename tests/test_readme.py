@@ -64,7 +64,7 @@ def test_the_invalid_input_example_shows_the_real_error() -> None:
 
 
 def test_the_suite_example_is_a_passing_suite(tmp_path: Path) -> None:
-    from helpdesk_policy.suites import load_suite, run_suite
+    from helpdesk_policy.ci.suites import load_suite, run_suite
 
     (text,) = _blocks(_section("CI for policy changes"), "yaml")
     path = tmp_path / "readme.yaml"

@@ -5,7 +5,7 @@ Each Rego test is one pytest item per evaluator, with ids such as
 Rego suite once per session (compiling it is the expensive part) and the items
 read their result from that run.
 
-The second half tests the runner itself (:mod:`helpdesk_policy.regotest`) on
+The second half tests the runner itself (:mod:`helpdesk_policy.ci.regotest`) on
 temporary policy directories: a failing, a false, an undefined and an erroring
 test, and a syntax error, must all be reported as failures, never as passes.
 """
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from helpdesk_policy import regotest
+from helpdesk_policy.ci import regotest
 from helpdesk_policy.errors import EngineUnavailableError, PolicyLoadError, ResourceLimitError
-from helpdesk_policy.policies import PolicySet, stock_policy_dir
-from helpdesk_policy.regotest import RegoTest, RegoTestResult
+from helpdesk_policy.policyset import PolicySet
+from helpdesk_policy.resources import stock_policy_dir
+from helpdesk_policy.ci.regotest import RegoTest, RegoTestResult
 
 _MODULES = {"regopy": "regopy", "opa-go": "opa_bindings"}
 _MISSING = {

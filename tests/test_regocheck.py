@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from helpdesk_policy import regocheck
 from helpdesk_policy.cli import main
 from helpdesk_policy.errors import PolicyLoadError
-from helpdesk_policy.policies import PolicySet, stock_policy_dir
+from helpdesk_policy.policyset import PolicySet
+from helpdesk_policy.resources import stock_policy_dir
 from helpdesk_policy.regocheck import check_modules, find_problems
 
 ROOT = Path(__file__).resolve().parent.parent

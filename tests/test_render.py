@@ -25,7 +25,8 @@ from helpdesk_policy import HelpdeskPolicy, InvalidRequestError, Request, parse_
 from helpdesk_policy.cli import EXIT_OK, main
 from helpdesk_policy.engines.base import BaseEngine
 from helpdesk_policy.engines.native import NativeEngine
-from helpdesk_policy.policies import PolicySet, stock_policy_dir
+from helpdesk_policy.policyset import PolicySet
+from helpdesk_policy.resources import stock_policy_dir
 from helpdesk_policy.render import describe_action, printable, render_explain, render_text
 from helpdesk_policy.testing import requests
 
@@ -205,7 +206,8 @@ def test_render_module_doctests() -> None:
     import doctest
 
     from helpdesk_policy import digest, render
+    from helpdesk_policy.render import explain, sanitize, text
 
-    for module in (render, digest):
+    for module in (render, text, explain, sanitize, digest):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__

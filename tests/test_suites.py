@@ -12,19 +12,17 @@ import pytest
 from helpdesk_policy import HelpdeskPolicy, Level
 from helpdesk_policy.engines.base import BaseEngine
 from helpdesk_policy.errors import EngineError, HelpdeskPolicyError
-from helpdesk_policy.models import Request, RiskSignal
-from helpdesk_policy.policies import PolicySet
-from helpdesk_policy.suites import (
-    Expectation,
+from helpdesk_policy.ci.suites import (
     SuiteError,
-    assert_decision,
-    check_decision,
     load_suite,
     load_suites,
     run_suite,
     run_suites,
     stock_suite_paths,
 )
+from helpdesk_policy.expectations import Expectation, assert_decision, check_decision
+from helpdesk_policy.models import Request, RiskSignal
+from helpdesk_policy.policyset import PolicySet
 
 BASE: dict[str, Any] = {
     "request": {"id": "T-1", "action": "password_reset", "channel": "self_service_portal"},
@@ -420,8 +418,11 @@ def test_assert_decision_rejects_a_bad_expectation(native: HelpdeskPolicy) -> No
 def test_module_doctests() -> None:
     import doctest
 
-    from helpdesk_policy import conformance, generate, policydiff, policytest, suites
+    from helpdesk_policy import expectations
+    from helpdesk_policy.ci import conformance, generate, suites
+    from helpdesk_policy.ci import diff as policydiff
+    from helpdesk_policy.ci import runner as policytest
 
-    for module in (suites, generate, policydiff, policytest, conformance):
+    for module in (suites, expectations, generate, policydiff, policytest, conformance):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

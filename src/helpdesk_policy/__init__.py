@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "parse_request": "models",
     "PolicyConfig": "config",
     "load_config": "config",
-    "PolicySet": "policies",
+    "PolicySet": "policyset",
     "HelpdeskPolicyError": "errors",
     "InvalidRequestError": "errors",
     "InvalidConfigError": "errors",
@@ -88,7 +88,7 @@ if TYPE_CHECKING:
     from .facade import HelpdeskPolicy
     from .levels import Level
     from .models import Decision, Obligation, Reason, Request, Verdict, parse_request
-    from .policies import PolicySet
+    from .policyset import PolicySet
 
 
 def __getattr__(name: str) -> Any:

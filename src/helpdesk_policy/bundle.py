@@ -58,12 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import click
-
-from .cli_errors import CliError
 from .config import PolicyConfig
-from .errors import BundleError, BundleVerificationError, HelpdeskPolicyError, InvalidConfigError
-from .policies import PolicySet
+from .errors import BundleError, BundleVerificationError, InvalidConfigError
+from .policyset import PolicySet
 
 __all__ = [
     "BundleError",
@@ -76,7 +73,9 @@ __all__ = [
     "read_bundle_files",
     "file_hash",
     "canonical_json",
-    "bundle",
+    "read_key",
+    "is_pem",
+    "SIGNING_ALGORITHMS",
     "MANIFEST",
     "SIGNATURES",
     "CONFIG_DATA_PATH",
@@ -334,7 +333,7 @@ def build_bundle(
     out = Path(output_path)
     files = _bundle_files(policy_set)
     if signing_key is not None:
-        token = _sign(files, _key_material(signing_key, "signing key"), alg, key_id, scope)
+        token = _sign(files, read_key(signing_key, "signing key"), alg, key_id, scope)
         files[SIGNATURES] = (json.dumps({"signatures": [token]}, indent=1) + "\n").encode("utf-8")
     elif key_id or scope:
         raise BundleError("key_id/scope given without a signing key")
@@ -361,7 +360,7 @@ def _jwt() -> Any:
     return jwt
 
 
-def _key_material(key: str | bytes | os.PathLike[str], what: str = "key") -> bytes:
+def read_key(key: str | bytes | os.PathLike[str], what: str = "key") -> bytes:
     """The key itself (``bytes``), or read from the file a ``str`` or path names.
 
     A file must exist: a name that is not a file is an error, never the key
@@ -383,12 +382,13 @@ def _key_material(key: str | bytes | os.PathLike[str], what: str = "key") -> byt
         data = p.read_bytes()
     except OSError as exc:
         raise BundleError(f"cannot read the {what} file{shown}: {exc.strerror}") from None
-    if not _is_pem(data):
+    if not is_pem(data):
         data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
     return data
 
 
-def _is_pem(key: bytes) -> bool:
+def is_pem(key: bytes) -> bool:
+    """True for a PEM key (RS256 by default); anything else is an HMAC secret (HS256)."""
     return key.lstrip().startswith(b"-----BEGIN")
 
 
@@ -402,7 +402,7 @@ def _sign(files: Mapping[str, bytes], key: bytes, alg: str, key_id: str | None, 
     jwt = _jwt()
     _check_alg(alg)
     if alg == "HS256":
-        if _is_pem(key):
+        if is_pem(key):
             raise BundleError("HS256 takes a shared secret, not a PEM key (use RS256 for an RSA key)")
         _check_hmac_length(key, BundleError)
         signing: Any = key
@@ -453,7 +453,7 @@ def _load_private_key(key: bytes) -> Any:
 
 def _verification_key(key: bytes, alg: str) -> Any:
     if alg == "HS256":
-        if _is_pem(key):
+        if is_pem(key):
             raise BundleVerificationError("HS256 verification takes the shared secret, not a PEM key")
         _check_hmac_length(key, BundleVerificationError)
         return key
@@ -768,7 +768,7 @@ def _check_signature(
         raise BundleVerificationError(".signatures.json: the signature is not a string")
     if key is None:
         raise BundleVerificationError("the bundle is signed: give the verification key")
-    algorithm = _check_alg(alg or ("RS256" if _is_pem(key) else "HS256"))
+    algorithm = _check_alg(alg or ("RS256" if is_pem(key) else "HS256"))
     try:
         header = jwt.get_unverified_header(token)
         payload = jwt.decode(
@@ -826,7 +826,7 @@ def _inspect(
         raise BundleError(f"cannot read bundle {p}: {exc.strerror}") from None
     files = read_bundle_files(p)
     manifest = _manifest(files)
-    key_bytes = _key_material(key, "verification key") if key is not None else None
+    key_bytes = read_key(key, "verification key") if key is not None else None
     signed = SIGNATURES in files
     algorithm = kid = signed_scope = None
     if signed:
@@ -910,114 +910,3 @@ def load_bundle(
 ) -> LoadedBundle:
     """Verify a bundle (as :func:`verify_bundle`) and return its contents."""
     return _inspect(path, key, alg, key_id, scope)
-
-
-# ---------------------------------------------------------------------------- CLI
-
-#: Exit codes, as in :mod:`helpdesk_policy.cli`.
-EXIT_UNVERIFIED = 1
-EXIT_INVALID = 2
-EXIT_MISSING_EXTRA = 3
-
-
-_SIGNING_KEY_ENV = "HELPDESK_POLICY_SIGNING_KEY"
-_VERIFICATION_KEY_ENV = "HELPDESK_POLICY_VERIFICATION_KEY"
-
-
-def _cli_key(value: str | None, option: str, envvar: str) -> bytes | None:
-    """A key option's key: the option (or its environment variable) names a file that must exist.
-
-    Never the value itself: a mistyped path would otherwise become the HMAC
-    secret, known to anyone who reads the command line.
-    """
-    if value is None:
-        return None
-    if not Path(value).is_file():
-        # Not shown: it may be a secret given where a file name belongs.
-        raise CliError(f"{option} (or ${envvar}) must name an existing file holding the key; "
-                       "it does not (the value is not shown)", EXIT_INVALID)
-    return _key_material(Path(value), option.removeprefix("--").replace("-", " "))
-
-
-def _fail(exc: HelpdeskPolicyError) -> CliError:
-    if isinstance(exc, BundleVerificationError):
-        return CliError(f"bundle verification failed: {exc}", EXIT_UNVERIFIED)
-    if "pip install" in str(exc):
-        return CliError(str(exc), EXIT_MISSING_EXTRA)
-    return CliError(str(exc), EXIT_INVALID)
-
-
-@click.group("bundle")
-def bundle() -> None:
-    """Build and verify OPA bundles of the policies."""
-
-
-@bundle.command("build")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The bundle to write (tar.gz).")
-@click.option("--policy-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Policy directory (default: the stock policies).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file merged over the stock config.")
-@click.option("--signing-key", envvar=_SIGNING_KEY_ENV, default=None, metavar="FILE",
-              help="Sign with the key in FILE: a PEM RSA private key (RS256), or an HMAC secret of at least "
-                   f"32 bytes (HS256; one trailing newline is dropped). Also ${_SIGNING_KEY_ENV} (a file name).")
-@click.option("--signing-alg", type=click.Choice(SIGNING_ALGORITHMS), default=None,
-              help="Signature algorithm (default: RS256 for a PEM key, else HS256).")
-@click.option("--key-id", default=None, help="Key id OPA uses to pick the verification key.")
-@click.option("--scope", default=None, help="Optional scope claim.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build_command(
-    output: Path, policy_dir: Path | None, config_file: Path | None, signing_key: str | None,
-    signing_alg: str | None, key_id: str | None, scope: str | None, as_json: bool,
-) -> None:
-    """Write the policies and config as an OPA bundle.
-
-    Its manifest revision equals the policy_revision the engines report.
-    Serve it with: opa run --server --bundle BUNDLE
-    """
-    try:
-        policy_set = PolicySet.load(policy_dir, config_file)
-        key = _cli_key(signing_key, "--signing-key", _SIGNING_KEY_ENV)
-        alg = signing_alg or ("RS256" if key is not None and _is_pem(key) else "HS256")
-        info = build_bundle(policy_set, output, signing_key=key, alg=alg, key_id=key_id, scope=scope)
-    except HelpdeskPolicyError as exc:
-        raise _fail(exc) from None
-    _report(info, as_json, "wrote")
-
-
-@bundle.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--verification-key", envvar=_VERIFICATION_KEY_ENV, default=None, metavar="FILE",
-              help="Verify with the key in FILE: a PEM public key or certificate (RS256), or the HMAC secret of "
-                   f"at least 32 bytes (HS256; one trailing newline is dropped). Also ${_VERIFICATION_KEY_ENV} "
-                   "(a file name).")
-@click.option("--verification-alg", type=click.Choice(SIGNING_ALGORITHMS), default=None,
-              help="Signature algorithm (default: RS256 for a PEM key, else HS256).")
-@click.option("--key-id", default=None, help="Expected key id: the signature must carry it.")
-@click.option("--scope", default=None, help="Expected scope claim.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_command(
-    file: Path, verification_key: str | None, verification_alg: str | None, key_id: str | None,
-    scope: str | None, as_json: bool,
-) -> None:
-    """Check a bundle: manifest, signature and file digests, and that its
-    revision matches its own policies and config.
-
-    Exit status: 0 verified, 1 verification failed, 2 unreadable or bad usage,
-    3 a missing extra (pyjwt for signed bundles).
-    """
-    try:
-        key = _cli_key(verification_key, "--verification-key", _VERIFICATION_KEY_ENV)
-        info = verify_bundle(file, key=key, alg=verification_alg, key_id=key_id, scope=scope)
-    except HelpdeskPolicyError as exc:
-        raise _fail(exc) from None
-    _report(info, as_json, "verified")
-
-
-def _report(info: BundleInfo, as_json: bool, verb: str) -> None:
-    if as_json:
-        click.echo(json.dumps(info.to_dict(), indent=2))
-        return
-    signed = f"signed {info.algorithm}" + (f" key id {info.key_id}" if info.key_id else "") if info.signed else "unsigned"
-    click.echo(f"{verb} {info.path}: revision {info.revision}, {len(info.files)} files, {signed}, sha256 {info.sha256}")

@@ -40,6 +40,7 @@ from .models import (
     field_adapter,
     printable_problem,
 )
+from .resources import stock_policy_dir
 
 __all__ = ["PolicyConfig", "load_config", "DEFAULT_CONFIG_FILE"]
 
@@ -212,8 +213,6 @@ def load_config(source: PolicyConfig | Mapping[str, Any] | str | Path | None = N
         except Exception as exc:  # noqa: BLE001 - an unreadable config is an invalid one
             raise InvalidConfigError([FieldError("(root)", f"cannot be read back ({type(exc).__name__})")]) from None
         return PolicyConfig.from_mapping(dumped)
-    from .policies import stock_policy_dir  # local import: policies imports config
-
     stock = _read_file(stock_policy_dir() / DEFAULT_CONFIG_FILE)
     if source is None:
         return PolicyConfig.from_mapping(stock)

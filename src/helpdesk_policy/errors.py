@@ -23,9 +23,9 @@
         └── MalformedDecisionError   the engine answered something that is not a decision
             └── ResponseTooLargeError    the server's answer is larger than allowed
 
-The facade catches ``EngineError`` to move to the next engine in the chain; it
-never catches ``InvalidRequestError``: bad input is the caller's to fix, and a
-decision for it would be a guess.
+The engine chain catches ``EngineError`` to move to the next engine; the
+facade never catches ``InvalidRequestError``: bad input is the caller's to
+fix, and a decision for it would be a guess.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ class PolicyRevisionMismatchError(EngineError):
 
     An OPA server whose bundle revision is not the local policy revision
     would put a revision on the decision that did not make it. Not retried;
-    the facade's chain moves on to an engine that runs the configured policy.
+    the engine chain moves on to an engine that runs the configured policy.
     """
 
     retryable = False

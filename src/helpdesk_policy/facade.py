@@ -1,4 +1,10 @@
-"""The decision facade: validate, evaluate along an engine chain, fail closed.
+"""The decision facade: validate, decide along an engine chain that fails closed, log.
+
+:class:`HelpdeskPolicy` is the public surface: it loads the policy set and
+its engines, validates requests, asks its :class:`~helpdesk_policy.chain.EngineChain`
+(engines in order, deadlines, the fail-closed strict verdict), and turns the
+answer into a :class:`~helpdesk_policy.models.Decision` with its provenance
+and an optional decision-log record.
 
 >>> from helpdesk_policy import HelpdeskPolicy
 >>> policy = HelpdeskPolicy(engine="native")
@@ -16,10 +22,7 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
 import logging
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,40 +30,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from .chain import ChainAnswer, EngineChain
 from .config import PolicyConfig
 from .digest import LOG_IDENTIFIER_MODES, LogIdentifiers, input_digest, redact
 from .engines import Engine, load_engine
-from .engines.native import EVIDENCE_FIELDS, NativeEngine
-from .errors import (
-    EngineError,
-    EngineTimeoutError,
-    EngineUnavailableError,
-    FieldError,
-    InvalidConfigError,
-    InvalidRequestError,
-    MalformedDecisionError,
-)
-from .levels import Level
-from .models import Decision, Request, Verdict, construct_trusted, parse_request
-from .policies import PolicySet
+from .engines.native import NativeEngine
+from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError
+from .models import Decision, Request, construct_trusted, parse_request
+from .policyset import PolicySet
 
-__all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN", "FORMAL_PROCESS", "NO_ENGINE"]
+__all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
 
 log = logging.getLogger("helpdesk_policy")
 
 #: ``engine="auto"``: the embedded Rego first, the native mirror if it fails.
 AUTO_CHAIN = ("rego", "native")
-
-#: The ``engine`` of the fail-closed answer, when no engine could decide.
-NO_ENGINE = "none"
-
-#: What to do instead when no policy engine can decide (the fail-closed answer names it).
-FORMAL_PROCESS = (
-    "handle the request through the documented manual identity-verification process with the security team; "
-    "do not act on this channel until a policy engine decides"
-)
 
 # Optional extras missing under engine="auto" are logged once per process at
 # WARNING (later at DEBUG): a missing install is not a fault, and an alert on
@@ -87,9 +71,10 @@ class HelpdeskPolicy:
     engine failing) is the answer the config's ``strict_level``:
     ``deny`` by default, with ``degraded: true`` and the reason
     ``engine_unavailable`` naming the formal process to use instead
-    (:data:`FORMAL_PROCESS`). With ``strict_level: callback`` the decision
-    also carries ``strict_level_may_be_looser``: the policy itself might have
-    denied the request.
+    (:data:`~helpdesk_policy.chain.FORMAL_PROCESS`). With ``strict_level:
+    callback`` the decision also carries ``strict_level_may_be_looser``: the
+    policy itself might have denied the request. The chain itself is
+    :attr:`chain`, an :class:`~helpdesk_policy.chain.EngineChain`.
 
     Args:
         engine: ``"auto"`` (rego, then native), an engine name (``"rego"``,
@@ -165,29 +150,42 @@ class HelpdeskPolicy:
         self.policy_set = PolicySet.load(policy_dir, config)
         self.config = self.policy_set.config
         self._revision = self.policy_set.revision
-        self.timeout = timeout
         self.log_sink = log_sink
         options = {k: dict(v) for k, v in (engine_options or {}).items()}
         tolerant = engine == "auto"
         specs: list[EngineSpec] = list(AUTO_CHAIN) if tolerant else [engine]
         specs += [f for f in fallback if f not in specs]
-        self.engines: list[Engine] = []
+        engines: list[Engine] = []
         for spec in specs:
             if not isinstance(spec, str):
-                self.engines.append(spec)
+                engines.append(spec)
                 continue
             try:
-                self.engines.append(load_engine(spec, self.policy_set, **options.get(spec, {})))
+                engines.append(load_engine(spec, self.policy_set, **options.get(spec, {})))
             except EngineUnavailableError as exc:
                 if not tolerant:
                     raise
                 _warn_missing_once(spec, exc)
-        self._add_native_last_resort()
-        if not self.engines:
+        self._add_native_last_resort(engines)
+        if not engines:
             raise EngineUnavailableError("no engine could be loaded", engine=str(engine))
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.chain = EngineChain(engines, timeout=timeout, strict_level=self.config.strict_level)
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def engines(self) -> list[Engine]:
+        """The engines, in the order the chain asks them."""
+        return self.chain.engines
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds each engine may take (``None``: no deadline); see :class:`~helpdesk_policy.chain.EngineChain`."""
+        return self.chain.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self.chain.timeout = value
 
     @property
     def policy_revision(self) -> str:
@@ -204,16 +202,7 @@ class HelpdeskPolicy:
             InvalidRequestError: the request is invalid; every bad field is listed.
         """
         req = parse_request(request)
-        errors: list[str] = []
-        for position, engine in enumerate(self.engines):
-            try:
-                upstream_id, raw = _upstream_decision_id(self._run(engine, req))
-                verdict = checked_verdict(engine, raw)
-            except Exception as exc:  # noqa: BLE001 - any engine failure moves down the chain
-                errors.append(self._failed(engine, exc))
-                continue
-            return self._finish(req, verdict, engine.name, position, errors, upstream_id)
-        return self._finish(req, self._strict_verdict(errors), NO_ENGINE, len(self.engines), errors)
+        return self._finish(req, self.chain.decide(req))
 
     def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Decide several requests. All are validated first: one invalid request
@@ -223,23 +212,7 @@ class HelpdeskPolicy:
     async def adecide(self, request: Request | Mapping[str, Any]) -> Decision:
         """Async twin of :meth:`decide`: engines run without blocking the event loop."""
         req = parse_request(request)
-        errors: list[str] = []
-        for position, engine in enumerate(self.engines):
-            try:
-                coro = engine.aevaluate(req)
-                # The native engine answers inline (no await point): no deadline needed, none risked.
-                deadline = None if _runs_inline(engine) else self.timeout
-                raw = await (asyncio.wait_for(coro, deadline) if deadline is not None else coro)
-                upstream_id, raw = _upstream_decision_id(raw)
-                verdict = checked_verdict(engine, raw)
-            except asyncio.TimeoutError:
-                errors.append(self._failed(engine, EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name)))
-                continue
-            except Exception as exc:  # noqa: BLE001
-                errors.append(self._failed(engine, exc))
-                continue
-            return self._finish(req, verdict, engine.name, position, errors, upstream_id)
-        return self._finish(req, self._strict_verdict(errors), NO_ENGINE, len(self.engines), errors)
+        return self._finish(req, await self.chain.adecide(req))
 
     async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Async twin of :meth:`decide_many`; requests are decided concurrently."""
@@ -247,27 +220,13 @@ class HelpdeskPolicy:
 
     def close(self) -> None:
         """Close every engine and the worker threads. Safe to call more than once."""
-        for engine in self.engines:
-            try:
-                engine.close()
-            except Exception:  # noqa: BLE001 - closing must not mask the caller's own error
-                log.exception("closing engine %r failed", engine.name)
-        self._shutdown_pool()
+        self.chain.close()
 
     async def aclose(self) -> None:
         """Close every engine from inside the event loop: an engine's own
         ``aclose()`` is awaited where it has one (the OPA engine closes its
         aiohttp session on this loop), else its ``close()`` is called."""
-        for engine in self.engines:
-            try:
-                closer = getattr(engine, "aclose", None)  # optional (engines.base.AsyncClosable)
-                if inspect.iscoroutinefunction(closer):
-                    await closer()
-                else:
-                    engine.close()
-            except Exception:  # noqa: BLE001 - closing must not mask the caller's own error
-                log.exception("closing engine %r failed", engine.name)
-        self._shutdown_pool()
+        await self.chain.aclose()
 
     def __enter__(self) -> HelpdeskPolicy:
         return self
@@ -286,97 +245,31 @@ class HelpdeskPolicy:
 
     # ---------------------------------------------------------------- internals
 
-    def _run(self, engine: Engine, req: Request) -> Any:
-        # The native engine never goes through the pool: a hung call keeps its
-        # worker thread (Python cannot kill it), so after a few hangs a queued
-        # native fallback would time out behind them and a request the policy
-        # denies would fail "closed" at the strict level instead (BUG-4).
-        if self.timeout is None or _runs_inline(engine):
-            return engine.evaluate(req)
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="helpdesk-policy")
-        future = self._pool.submit(engine.evaluate, req)
-        try:
-            return future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise EngineTimeoutError(f"no answer within {self.timeout}s", engine=engine.name) from None
-
-    @staticmethod
-    def _failed(engine: Engine, exc: BaseException) -> str:
-        if not isinstance(exc, EngineError):
-            exc = EngineError(f"unexpected {type(exc).__name__}: {exc}", engine=engine.name)
-        log.warning("engine %r failed, trying the next one: %s", engine.name, exc)
-        return str(exc) if str(exc).startswith(engine.name) else f"{engine.name}: {exc}"
-
-    def _strict_verdict(self, errors: list[str]) -> Verdict:
-        """The fail-closed answer when no engine could decide (guarantee 1)."""
-        level = self.config.strict_level
-        log.error("no engine could decide; failing closed at %s: %s", level.value, "; ".join(errors))
-        failed = f"No policy engine could decide this request ({len(errors)} failed)"
-        refs = ["NIST-CSF-2.0:PR.AA-05", "NIST-SP-800-63B-4"]
-        if level is Level.DENY:
-            reasons = [{
-                "code": "engine_unavailable", "level": level, "refs": refs,
-                "message": f"{failed}: do not perform it; {FORMAL_PROCESS}.",
-            }]
-        else:
-            reasons = [
-                {
-                    "code": "engine_unavailable", "level": level, "refs": refs,
-                    "message": f"{failed}; the configured strict level is {level.value}: complete every "
-                               f"{level.value} check before acting.",
-                },
-                {
-                    "code": "strict_level_may_be_looser", "level": level, "refs": refs,
-                    "message": f"The configured strict level ({level.value}) stands in for the policy, which may "
-                               f"have denied this request: if any check fails or anything is unclear, "
-                               f"{FORMAL_PROCESS}.",
-                },
-            ]
-        # Validated, not constructed: the fail-closed answer must itself be a consistent decision.
-        return Verdict.model_validate({
-            "level": level,
-            "allowed": level.allowed,
-            "requirements": level.requirements,
-            "reasons": reasons,
-            "obligations": [{"code": "record_evidence", "fields": EVIDENCE_FIELDS[level]}],
-            "playbook": f"engine-unavailable-{level.value.replace('_', '-')}",
-        })
-
-    def _add_native_last_resort(self) -> None:
+    def _add_native_last_resort(self, engines: list[Engine]) -> None:
         """End the chain with the native mirror when it can decide for this policy set.
 
         It runs inline and cannot hang, so it decides even when hung calls
         fill the worker pool; the strict level is reserved for policy sets
         nothing else can evaluate. A custom policy set makes it refuse to load.
         """
-        if any(type(e) is NativeEngine for e in self.engines):
+        if any(type(e) is NativeEngine for e in engines):
             return
         try:
-            self.engines.append(load_engine("native", self.policy_set))
+            engines.append(load_engine("native", self.policy_set))
         except EngineUnavailableError as exc:
             log.debug("no native last resort for this policy set: %s", exc)
 
-    def _shutdown_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    def _finish(
-        self, req: Request, verdict: Verdict, engine: str, position: int, errors: list[str],
-        decision_id: str | None = None,
-    ) -> Decision:
+    def _finish(self, req: Request, answer: ChainAnswer) -> Decision:
         decision = construct_trusted(Decision, {
-            **verdict.__dict__,
-            "engine": engine,
-            "degraded": position > 0,
+            **answer.verdict.__dict__,
+            "engine": answer.engine,
+            "degraded": answer.degraded,
             "policy_revision": self._revision,
-            "decision_id": decision_id or str(uuid.uuid4()),
+            "decision_id": answer.decision_id or str(uuid.uuid4()),
             "input_digest": input_digest(req),
         })
         if self.log_sink is not None:
-            self._emit(req, decision, errors)
+            self._emit(req, decision, answer.errors)
         return decision
 
     def _emit(self, req: Request, decision: Decision, errors: list[str]) -> None:
@@ -425,68 +318,6 @@ def _warn_missing_once(name: str, exc: EngineUnavailableError) -> None:
         _MISSING_WARNED.add(name)
     log.log(logging.WARNING if first else logging.DEBUG,
             "engine %r unavailable, deciding without it (not degraded): %s", name, exc)
-
-
-def _runs_inline(engine: Engine) -> bool:
-    # Exactly NativeEngine: a subclass may override evaluate() with code that blocks.
-    return type(engine) is NativeEngine
-
-
-def checked_verdict(engine: Engine, raw: Any) -> Verdict:
-    """Validate what ``engine`` answered into a :class:`Verdict`.
-
-    Raises:
-        MalformedDecisionError: the answer is not a consistent decision.
-    """
-    if isinstance(raw, Verdict):
-        # Only our own native engine builds verdicts without validation
-        # (construct_trusted, on the hot path; tests/test_parity.py proves
-        # them valid). Any other engine's Verdict instance may come from
-        # model_construct with a level looser than its reasons: revalidate it.
-        if _trusted_verdicts(engine):
-            return raw
-        try:
-            raw = raw.model_dump(include=set(Verdict.model_fields))
-        except Exception as exc:  # noqa: BLE001 - an unserialisable verdict is malformed
-            raise MalformedDecisionError(
-                f"answer is a Verdict that cannot be read back ({type(exc).__name__})", engine=engine.name
-            ) from None
-    if not isinstance(raw, Mapping):
-        raise MalformedDecisionError(f"answer is {type(raw).__name__}, not a decision object", engine=engine.name)
-    try:
-        return Verdict.model_validate(dict(raw))
-    except ValidationError as exc:
-        detail = "; ".join(str(e) for e in _field_errors(exc))
-        raise MalformedDecisionError(f"answer is not a valid decision: {detail}", engine=engine.name) from None
-
-
-def _trusted_verdicts(engine: Engine) -> bool:
-    # Exactly NativeEngine: a subclass may override evaluate() and return anything.
-    return type(engine) is NativeEngine
-
-
-#: What an engine-supplied decision id may look like (OPA's are UUIDs).
-_UPSTREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-
-def _upstream_decision_id(raw: Any) -> tuple[str | None, Any]:
-    """Take an engine's own ``decision_id`` (OPA's) out of a raw decision.
-
-    The decision then carries that id, so this library's decision log and the
-    OPA server's correlate; an id that does not look like one is dropped (a
-    fresh UUID is used).
-    """
-    if isinstance(raw, Mapping) and "decision_id" in raw:
-        raw = dict(raw)
-        upstream = raw.pop("decision_id")
-        return (upstream if isinstance(upstream, str) and _UPSTREAM_ID.match(upstream) else None), raw
-    return None, raw
-
-
-def _field_errors(exc: ValidationError) -> list[FieldError]:
-    from .errors import field_errors_from_pydantic
-
-    return list(field_errors_from_pydantic(exc))
 
 
 def _parse_all(requests: Iterable[Request | Mapping[str, Any]]) -> list[Request]:

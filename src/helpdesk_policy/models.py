@@ -61,6 +61,7 @@ __all__ = [
     "Obligation",
     "Verdict",
     "Decision",
+    "NO_ENGINE",
     "parse_request",
     "cross_field_errors",
     "construct_trusted",
@@ -699,6 +700,11 @@ class Verdict(_Strict):
             tuple(sorted(r.code for r in self.reasons)),
             tuple(o.model_dump_json(exclude_none=True) for o in self.obligations),
         )
+
+
+#: The ``engine`` of a decision no engine could make: the fail-closed answer
+#: (see :class:`~helpdesk_policy.chain.EngineChain`).
+NO_ENGINE = "none"
 
 
 class Decision(Verdict):

@@ -17,8 +17,8 @@ Fixtures:
     a function: request dict or :class:`~helpdesk_policy.models.Request` ->
     :class:`~helpdesk_policy.models.Decision`, using that policy.
 
-And :func:`assert_decision` (also in :mod:`helpdesk_policy.suites`), which fails
-with a readable diff of expected vs actual::
+And :func:`assert_decision` (from :mod:`helpdesk_policy.expectations`), which
+fails with a readable diff of expected vs actual::
 
     from helpdesk_policy.pytest_plugin import assert_decision
 
@@ -118,7 +118,7 @@ def __getattr__(name: str) -> Any:
     # PEP 562: ``from helpdesk_policy.pytest_plugin import assert_decision``
     # works without importing pydantic when the plugin is merely loaded.
     if name == "assert_decision":
-        from .suites import assert_decision
+        from .expectations import assert_decision
 
         return assert_decision
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

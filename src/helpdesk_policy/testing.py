@@ -772,10 +772,11 @@ def configs(**overrides: Any) -> SearchStrategy[PolicyConfig]:
 
 
 # ---------------------------------------------------------------- assertions
-# The assertion helper of the expectation suites, re-exported here so a test
-# suite finds strategies and assertions in one module (the pytest plugin
-# offers it too, without importing pydantic until it is used).
+# The assertion helper (helpdesk_policy.expectations, which the expectation
+# suites share), re-exported here so a test suite finds strategies and
+# assertions in one module (the pytest plugin offers it too, without importing
+# pydantic until it is used).
 
-from .suites import assert_decision  # noqa: E402
+from .expectations import assert_decision  # noqa: E402
 
 __all__ += ["assert_decision"]

@@ -19,7 +19,7 @@ import importlib
 from typing import Any
 
 from ..errors import EngineUnavailableError
-from ..policies import PolicySet
+from ..policyset import PolicySet
 from .base import BaseEngine, Engine, RawDecision
 
 __all__ = ["Engine", "BaseEngine", "RawDecision", "ENGINES", "load_engine"]

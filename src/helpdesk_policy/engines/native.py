@@ -39,7 +39,8 @@ from ..models import (
     Verdict,
     construct_trusted,
 )
-from ..policies import PolicySet, stock_policy_dir
+from ..policyset import PolicySet
+from ..resources import stock_policy_dir
 from .base import BaseEngine
 
 __all__ = ["NativeEngine", "decide_native"]
@@ -478,13 +479,16 @@ class NativeEngine(BaseEngine):
     """Evaluate the stock policy in pure Python.
 
     >>> from helpdesk_policy.engines.native import NativeEngine
-    >>> from helpdesk_policy.policies import PolicySet
+    >>> from helpdesk_policy.policyset import PolicySet
     >>> engine = NativeEngine(PolicySet.load())
     >>> engine.name
     'native'
     """
 
     name = "native"
+    #: Its verdicts are valid as built (:func:`~helpdesk_policy.engines.base.checked_verdict`
+    #: trusts them); a subclass does not inherit this.
+    _builds_valid_verdicts = True
 
     def __init__(self, policy_set: PolicySet) -> None:
         if policy_set.directory.resolve() != stock_policy_dir().resolve() and not _same_rules(policy_set):

@@ -11,7 +11,7 @@ validates the ``result`` into a verdict. Serve the policies to OPA as a bundle
 ...                         engine_options={"opa": {"url": "http://opa:8181", "deadline": 0.25}})
 ... # doctest: +SKIP
 
-Resilience (see :mod:`helpdesk_policy.resilience`): every call has **one**
+Resilience (see :mod:`helpdesk_policy.engines.resilience`): every call has **one**
 deadline (``deadline`` seconds, retries included) that bounds the whole
 exchange, the answer's body included, on the sync and the async path;
 retryable failures (connection refused/reset, HTTP 5xx, a timeout when budget
@@ -63,7 +63,7 @@ Why the client is wrapped rather than used as is (opa-python-client 3.0.0):
 * ``requests`` applies a timeout per socket operation (connect, each read),
   so a server that sends one byte at a time holds a call for as long as it
   likes. Sync calls therefore run as an *exchange*: each request's socket is
-  registered with a :class:`~helpdesk_policy.resilience.Watchdog` that shuts
+  registered with a :class:`~helpdesk_policy.engines.resilience.Watchdog` that shuts
   it down when the deadline passes, which ends a blocked read at once; each
   request's own timeouts are what is left of the deadline, and the body is
   streamed with the deadline checked between chunks. Async calls are
@@ -140,9 +140,9 @@ from ..errors import (
     UndefinedDecisionError,
 )
 from ..models import Request, Verdict
-from ..policies import DECISION_PATH, PolicySet
-from ..resilience import CircuitBreaker, Deadline, RetryPolicy, Watchdog, acall, call
+from ..policyset import DECISION_PATH, PolicySet
 from .base import RawDecision
+from .resilience import CircuitBreaker, Deadline, RetryPolicy, Watchdog, acall, call
 
 __all__ = ["OpaEngine", "OpaHTTPError", "DEFAULT_MAX_RESPONSE_BYTES"]
 
@@ -709,12 +709,12 @@ class OpaEngine:
         client_cert, client_key: PEM files for mutual TLS (the key unencrypted).
         deadline: seconds a whole call may take, retries and the answer's
             body included.
-        attempt_timeout: cap per attempt (see :class:`~helpdesk_policy.resilience.RetryPolicy`).
+        attempt_timeout: cap per attempt (see :class:`~helpdesk_policy.engines.resilience.RetryPolicy`).
         retries: retries after the first attempt, for retryable failures.
         backoff, backoff_max: first and longest wait between attempts, seconds.
         breaker_threshold: consecutive failed calls that open the breaker.
         breaker_cooldown: seconds the open breaker refuses calls.
-        breaker: share one :class:`~helpdesk_policy.resilience.CircuitBreaker`
+        breaker: share one :class:`~helpdesk_policy.engines.resilience.CircuitBreaker`
             between engines that call the same server (overrides the two above).
         headers: extra HTTP headers.
         pool_size: keep-alive connections kept per client.
@@ -909,7 +909,7 @@ class OpaEngine:
             self._check_revision(body.get("provenance"))
         decision_id = body.get("decision_id")
         if isinstance(decision_id, str) and decision_id:
-            # The facade uses OPA's decision id, so our decision log and OPA's correlate.
+            # The decision carries OPA's decision id, so our decision log and OPA's correlate.
             return {**result, "decision_id": decision_id}
         return result
 

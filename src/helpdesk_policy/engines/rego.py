@@ -29,7 +29,7 @@ from ..errors import (
     UndefinedDecisionError,
 )
 from ..models import Request
-from ..policies import DECISION_PATH, PolicySet
+from ..policyset import DECISION_PATH, PolicySet
 from ..regocheck import captured_stdout, compile_error_message
 from .base import BaseEngine, RawDecision
 
@@ -88,7 +88,7 @@ class RegoEngine(BaseEngine):
     """Evaluate ``data.helpdesk.decision`` with regopy.
 
     >>> from helpdesk_policy.engines.rego import RegoEngine
-    >>> from helpdesk_policy.policies import PolicySet
+    >>> from helpdesk_policy.policyset import PolicySet
     >>> RegoEngine(PolicySet.load()).name
     'rego'
     """

@@ -7,7 +7,7 @@ at least as strict as the one you trust today:
 >>> from helpdesk_policy import HelpdeskPolicy
 >>> from helpdesk_policy.engines import load_engine
 >>> from helpdesk_policy.engines.shadow import ShadowEngine
->>> from helpdesk_policy.policies import PolicySet
+>>> from helpdesk_policy.policyset import PolicySet
 >>> ps = PolicySet.load()
 >>> shadowed = ShadowEngine(load_engine("native", ps), load_engine("rego", ps))
 >>> policy = HelpdeskPolicy(engine=shadowed, fallback=["native"])
@@ -17,7 +17,7 @@ at least as strict as the one you trust today:
 Rules:
 
 * The **primary** is authoritative for failure: if it fails, the wrapper
-  fails (the facade then moves down its chain as usual).
+  fails (the engine chain then moves on as usual).
 * If the **shadow** fails, the primary's verdict is used and a warning is
   logged; shadow failures never cost a decision.
 * If both answer and their parity keys (guarantee 3: level, allowed,
@@ -43,10 +43,9 @@ from typing import Any
 
 from ..digest import input_digest
 from ..errors import MalformedDecisionError
-from ..facade import checked_verdict
 from ..models import Request, Verdict
-from ..policies import PolicySet
-from .base import Engine, RawDecision
+from ..policyset import PolicySet
+from .base import Engine, RawDecision, checked_verdict
 
 __all__ = ["ShadowEngine"]
 
@@ -167,7 +166,7 @@ class ShadowEngine:
 
 
 def _verdict(engine: Engine, raw: Any) -> Verdict:
-    # The facade's own check: the stricter-of-two choice is only as good as
+    # The engine chain's own check: the stricter-of-two choice is only as good as
     # the verdicts it compares (a custom engine's unvalidated Verdict could
     # claim a level its reasons do not support).
     if isinstance(raw, Mapping):

@@ -1,7 +1,7 @@
 """The one error type every ``helpdesk-policy`` command reports with.
 
-Each command module (:mod:`~helpdesk_policy.cli`, :mod:`~helpdesk_policy.cli_ci`,
-the ``bundle`` group in :mod:`~helpdesk_policy.bundle`) raises
+Each command module (:mod:`~helpdesk_policy.cli.decide`, :mod:`~helpdesk_policy.cli.ci`,
+:mod:`~helpdesk_policy.cli.bundle`) raises
 :class:`CliError` with its own exit code, so every command prints its errors
 the same way: ``error: …`` on stderr.
 """

@@ -35,19 +35,19 @@ examples and renders as Markdown for a pull-request comment or JSON for
 machines.
 
 The head is also decided by **OPA's Go evaluator** when it is installed
-(:mod:`helpdesk_policy.conformance`): the embedded engine (rego-cpp) and the
+(:mod:`helpdesk_policy.ci.conformance`): the embedded engine (rego-cpp) and the
 OPA servers of a fleet must read the changed Rego alike, or the report would
 vouch for decisions the fleet does not make. Any disagreement fails the diff.
 
 Cases come from files (:func:`load_cases`: suite YAML, request JSON, arrays,
 JSONL, decision logs, read strictly: a duplicated key is an error) and/or
-:func:`~helpdesk_policy.generate.generate_requests`. A policy version is a
+:func:`~helpdesk_policy.ci.generate.generate_requests`. A policy version is a
 directory or ``git:<ref>[:<path>]`` (:func:`resolve_policy_source`; every path
 exported from git is checked to stay inside the export directory).
 
->>> from helpdesk_policy.policies import PolicySet
->>> from helpdesk_policy.generate import generate_requests
->>> from helpdesk_policy.policydiff import diff_policies, generated_cases
+>>> from helpdesk_policy.policyset import PolicySet
+>>> from helpdesk_policy.ci.generate import generate_requests
+>>> from helpdesk_policy.ci.diff import diff_policies, generated_cases
 >>> stock = PolicySet.load()
 >>> report = diff_policies(stock, stock, generated_cases(20, seed=1))
 >>> report.counts()["unchanged"], report.has_loosening
@@ -67,9 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .conformance import Comparison, check_conformance, require_opa_go, skipped_conformance
-from .digest import redact
-from .errors import (
+from ..digest import redact
+from ..errors import (
     DiffError,
     DocumentError,
     FieldError,
@@ -77,10 +76,12 @@ from .errors import (
     InvalidRequestError,
     PolicyLoadError,
 )
-from .levels import Level
-from .loading import load_json, load_yaml, read_text
-from .models import Request, Verdict, parse_request
-from .policies import PolicySet, stock_policy_dir
+from ..levels import Level
+from ..loading import load_json, load_yaml, read_text
+from ..models import Request, Verdict, parse_request
+from ..policyset import PolicySet
+from ..resources import stock_policy_dir
+from .conformance import Comparison, check_conformance, require_opa_go, skipped_conformance
 
 __all__ = [
     "CASE_SUFFIXES",
@@ -137,7 +138,7 @@ class DiffCase:
 
 
 def generated_cases(n: int, seed: int) -> list[DiffCase]:
-    """``n`` generated requests (:func:`~helpdesk_policy.generate.generate_requests`) as cases."""
+    """``n`` generated requests (:func:`~helpdesk_policy.ci.generate.generate_requests`) as cases."""
     from .generate import generate_requests
 
     source = f"generated (seed {seed})"
@@ -734,12 +735,12 @@ class _Evaluator:
     """
 
     def __init__(self, policy_set: PolicySet) -> None:
-        from .engines import load_engine
+        from ..engines import load_engine
 
         self.engine = load_engine("rego", policy_set)
 
     def __call__(self, request: Request) -> Outcome:
-        from .facade import checked_verdict
+        from ..engines.base import checked_verdict
 
         try:
             verdict = checked_verdict(self.engine, self.engine.evaluate(request))
@@ -775,7 +776,7 @@ class DiffReport:
     sources: list[str] = field(default_factory=list)
     allow_loosening: bool = False
     conformance: Comparison = field(default_factory=lambda: skipped_conformance("not run"))
-    """The head decided by rego-cpp and by OPA's Go evaluator (:mod:`helpdesk_policy.conformance`)."""
+    """The head decided by rego-cpp and by OPA's Go evaluator (:mod:`helpdesk_policy.ci.conformance`)."""
 
     # ---------------------------------------------------------------- queries
 

@@ -14,7 +14,7 @@ helper methods ``choice``/``sample``/``randrange`` carry no such guarantee, so
 they are not used). Every choice is made from a tuple in a fixed order (enum
 definition order), never from a set or a dict whose order could vary.
 
->>> from helpdesk_policy.generate import generate_requests
+>>> from helpdesk_policy.ci.generate import generate_requests
 >>> reqs = generate_requests(34, seed=7)
 >>> len(reqs), reqs[0].request.id
 (34, 'GEN-7-00000')
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from .models import (
+from ..models import (
     Action,
     ActorType,
     AuthStrength,

@@ -3,9 +3,9 @@
 :func:`run_policy_tests` runs, for one policy directory and its config:
 
 1. the Rego unit tests (``test_*`` rules in ``*_test.rego``), through
-   :mod:`helpdesk_policy.regotest`, reported per test with file and name as
+   :mod:`helpdesk_policy.ci.regotest`, reported per test with file and name as
    ``opa test -v`` does;
-2. the expectation suites (:mod:`helpdesk_policy.suites`) in ``<dir>/tests/``
+2. the expectation suites (:mod:`helpdesk_policy.ci.suites`) in ``<dir>/tests/``
    (subdirectories included) — or, when suites are named, only those —
    decided by the ``rego`` engine against *that* directory (the native engine
    only mirrors the stock policies);
@@ -14,7 +14,7 @@
    native mirror to compare with, and parity is reported as skipped, saying why;
 4. OPA conformance on the same requests, for any Rego: rego-cpp and OPA's own
    Go evaluator must return the same whole decision
-   (:mod:`helpdesk_policy.conformance`); skipped, saying how to install it,
+   (:mod:`helpdesk_policy.ci.conformance`); skipped, saying how to install it,
    when OPA's Go evaluator is missing, unless it is required.
 
 Under an organisation's config (``config=``), the suites and both checks use
@@ -25,7 +25,7 @@ and would fail under any tuning. The report names the config they used.
 The report is ``ok`` only when nothing failed; it renders as text for people
 and as a dict (JSON) for machines.
 
->>> from helpdesk_policy.policytest import run_policy_tests
+>>> from helpdesk_policy.ci.runner import run_policy_tests
 >>> report = run_policy_tests(generate=20, rego_tests=False)
 >>> report.ok, report.parity.status
 (True, 'passed')
@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import EngineUnavailableError, FieldError, HelpdeskPolicyError, PolicyLoadError, SuiteError
+from ..policyset import PolicySet
+from ..resources import stock_policy_dir
 from .conformance import (
     Comparison,
     EngineMismatch,
@@ -47,11 +50,9 @@ from .conformance import (
     require_opa_go,
     skipped_conformance,
 )
-from .errors import EngineUnavailableError, FieldError, HelpdeskPolicyError, PolicyLoadError, SuiteError
-from .policies import PolicySet, stock_policy_dir
 
 if TYPE_CHECKING:
-    from .models import Request
+    from ..models import Request
     from .regotest import RegoTestResult
     from .suites import CaseResult, Suite
 
@@ -96,7 +97,7 @@ def check_parity(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *,
 
     An engine error on a case is a mismatch (the other engine decided it).
     """
-    from .engines import load_engine
+    from ..engines import load_engine
 
     start = time.perf_counter()
     rego = load_engine("rego", policy_set)
@@ -288,7 +289,7 @@ def run_policy_tests(
             directory's, which pin other values).
         generate: how many generated requests the parity and conformance checks use.
         seed: the generator's seed.
-        evaluator: passed to :func:`helpdesk_policy.regotest.run`.
+        evaluator: passed to :func:`helpdesk_policy.ci.regotest.run`.
         rego_tests: run the Rego unit tests.
         run_suites: run the expectation suites.
         parity: run the rego/native parity check (stock Rego only).
@@ -371,7 +372,7 @@ def _suite_phase(report: PolicyTestReport, policy_set: PolicySet, suites: Iterab
     suite named on the command line that cannot be loaded stops the run
     (SuiteError); one in the directory's ``tests/`` is reported as an error.
     """
-    from .facade import HelpdeskPolicy
+    from ..facade import HelpdeskPolicy
     from .suites import labelled_suite_files, load_suite
     from .suites import run_suites as run_all
 

@@ -1,9 +1,10 @@
-"""Where the Rego policies live, and their revision.
+"""A set of Rego policies and its config, and their revision.
 
 A :class:`PolicySet` is a directory of ``.rego`` files plus a
 :class:`~helpdesk_policy.config.PolicyConfig`. The stock set ships inside the
-package (``helpdesk_policy/policies``; the repository's top-level
-``policies/`` points at it), so an installed wheel works without the repo.
+package (:func:`~helpdesk_policy.resources.stock_policy_dir`:
+``helpdesk_policy/policies``; the repository's top-level ``policies/`` points
+at it), so an installed wheel works without the repo.
 
 The *policy revision* is ``sha256:`` over the policy files (tests excluded,
 sorted by relative path) and the canonical config JSON. An OPA bundle built
@@ -20,16 +21,12 @@ from typing import Any
 
 from .config import PolicyConfig, load_config
 from .errors import PolicyLoadError
+from .resources import stock_policy_dir
 
-__all__ = ["PolicySet", "stock_policy_dir", "DECISION_PATH"]
+__all__ = ["PolicySet", "DECISION_PATH"]
 
 #: The Rego document every engine evaluates.
 DECISION_PATH = "helpdesk/decision"
-
-
-def stock_policy_dir() -> Path:
-    """The stock policies shipped with the package."""
-    return Path(__file__).resolve().parent / "policies"
 
 
 def _is_test(path: Path) -> bool:

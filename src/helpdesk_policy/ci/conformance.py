@@ -20,9 +20,9 @@ but works on 3.10+, so install it with
 When it is missing the conformance check is *skipped*, visibly, unless it is
 required (then :class:`~helpdesk_policy.errors.EngineUnavailableError`).
 
->>> from helpdesk_policy.policies import PolicySet
->>> from helpdesk_policy.generate import generate_requests
->>> from helpdesk_policy.conformance import check_conformance
+>>> from helpdesk_policy.policyset import PolicySet
+>>> from helpdesk_policy.ci.generate import generate_requests
+>>> from helpdesk_policy.ci.conformance import check_conformance
 >>> cases = [(r.request.id, r) for r in generate_requests(20, seed=1)]
 >>> result = check_conformance(PolicySet.load(), cases)
 >>> result.status, result.requests
@@ -36,15 +36,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .engines.base import BaseEngine
-from .errors import EngineError, EngineUnavailableError, PolicyLoadError, UndefinedDecisionError
-from .policies import DECISION_PATH, PolicySet
+from ..engines.base import BaseEngine, checked_verdict
+from ..errors import EngineError, EngineUnavailableError, PolicyLoadError, UndefinedDecisionError
+from ..policyset import DECISION_PATH, PolicySet
 # How a CI installs OPA's Go evaluator (its wheel's Requires-Python is wrong); the Rego
 # test runner's ``--evaluator opa-go`` needs the same package.
 from .regotest import OPA_INSTALL_HINT
 
 if TYPE_CHECKING:
-    from .models import Request, Verdict
+    from ..models import Request, Verdict
 
 __all__ = [
     "OPA_GO",
@@ -232,8 +232,6 @@ class Comparison:
 
 def _decide(engine: Any, request: Request, summary: Summary) -> tuple[Verdict | None, dict[str, Any]]:
     """(verdict, its summary), or (None, the error) when the engine cannot decide."""
-    from .facade import checked_verdict
-
     try:
         verdict = checked_verdict(engine, engine.evaluate(request))
     except Exception as exc:  # noqa: BLE001 - an engine's failure is this case's mismatch
@@ -302,7 +300,7 @@ def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]
         EngineUnavailableError: regopy is missing, or OPA's Go evaluator is and ``require``.
         PolicyLoadError: rego-cpp cannot compile the policy.
     """
-    from .engines import load_engine
+    from ..engines import load_engine
 
     if require:
         require_opa_go()

@@ -1,92 +1,48 @@
-"""Decisions rendered for people: a summary, and the steps a helpdesk agent follows.
+"""The numbered steps a helpdesk agent follows for a decision, in order.
 
-Both renderers are pure functions of their inputs: the same decision (and
-request) always gives the same text, so output can be diffed, snapshotted and
-pasted into a ticket. The text is plain (no colour codes, no terminal width
-assumptions).
-
-Every value that comes from a request or an engine (ids, reason messages, a
-custom policy's codes and obligations…) goes through :func:`printable` before
-it is written: control and format characters (ESC, CR, LF, bidi overrides,
-zero-width characters, line separators) are shown as escapes, so no value can
-add a line, forge a numbered step or send a terminal escape sequence. The
-requester's justification is shown once, quoted on one line, bounded, and
-marked as their own unverified words.
+The requester's justification is shown once, quoted on one line, bounded, and
+marked as their own unverified words: it is never a step.
 
 >>> from helpdesk_policy import HelpdeskPolicy
->>> from helpdesk_policy.render import render_text
->>> d = HelpdeskPolicy(engine="native").decide({
-...     "request": {"id": "INC-7", "action": "info_request", "channel": "chat"},
-...     "actor": {"id": "u-1", "type": "human", "relationship": "self",
-...               "authenticated": True, "auth_strength": "mfa"},
-...     "target": {"id": "u-1", "type": "human", "privileged": False,
-...                "privilege_tier": 0, "vip": False, "status": "active"},
-... })
->>> print(render_text(d).splitlines()[0])
-Decision: SELF_SERVICE (allowed)
+>>> from helpdesk_policy.render.explain import render_explain
+>>> request = {
+...     "request": {"id": "INC-9", "action": "mfa_reset", "channel": "phone"},
+...     "actor": {"id": "u-9", "type": "human", "relationship": "self",
+...               "authenticated": False, "auth_strength": "none"},
+...     "target": {"id": "u-9", "type": "human", "privileged": True,
+...                "privilege_tier": 2, "vip": False, "status": "active"},
+... }
+>>> steps = render_explain(HelpdeskPolicy(engine="native").decide(request), request)
+>>> print(steps.splitlines()[2])
+Decision: CALLBACK (allowed), playbook mfa-reset-callback
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from .facade import NO_ENGINE
-from .levels import Level
-from .models import (
+from ..levels import Level
+from ..models import (
+    NO_ENGINE,
     Action,
     ActorType,
     Channel,
     Decision,
     Obligation,
-    Reason,
     Relationship,
     Request,
     RiskSignal,
     TargetType,
     parse_request,
 )
+from .sanitize import printable
+from .text import describe_obligation, reason_line
 
-__all__ = ["render_text", "render_explain", "describe_obligation", "describe_action", "printable"]
-
-#: Unicode categories never written raw: controls (Cc: ESC, CR, LF, TAB…),
-#: format characters (Cf: bidi overrides and isolates, zero-width characters),
-#: line and paragraph separators (Zl, Zp), and code points with no glyph of
-#: their own (Cs surrogates, Co private use, Cn unassigned).
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+__all__ = ["render_explain", "describe_action"]
 
 #: How much of the requester's justification explain shows.
 JUSTIFICATION_LIMIT = 200
-
-
-def printable(value: object, limit: int | None = None) -> str:
-    """``value`` as text that stays on one line and shows what it holds.
-
-    Characters of the categories above become visible escapes (``\\n``,
-    ``\\x1b``, ``\\u202e``); everything else is kept. With ``limit``, at most
-    that many characters of ``value`` are kept and the cut is said.
-
-    >>> printable("u-1\\n3. UPDATE FROM SECURITY\\x1b[2J\\u202e")
-    'u-1\\\\n3. UPDATE FROM SECURITY\\\\x1b[2J\\\\u202e'
-    >>> printable("x" * 10, limit=4)
-    'xxxx… (6 more characters)'
-    """
-    text = str(value)
-    cut = ""
-    if limit is not None and len(text) > limit:
-        text, cut = text[:limit], f"… ({len(text) - limit} more characters)"
-    if not text.isprintable():  # fast path: most values are plain
-        text = "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text)
-    return text + cut
-
-
-def _escape(ch: str) -> str:
-    if ch in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[ch]
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _quoted(text: str) -> str:
@@ -136,95 +92,6 @@ def describe_action(request: Request) -> str:
     """The action of ``request`` as an imperative sentence naming its target."""
     t = request.target
     return f"{_ACTION_TEXT[request.request.action]} for {t.type.value} {printable(t.id)}"
-
-
-def describe_obligation(ob: Obligation) -> str:
-    """One imperative sentence for an obligation, parameters included.
-
-    Unknown obligation codes (a custom policy's) are rendered generically with
-    every parameter, so nothing an engine returns is silently dropped.
-    """
-    code = ob.code
-    if code == "record_evidence":
-        return "Record evidence: " + ", ".join(map(printable, ob.fields or [])) + "."
-    if code == "revoke_previous_credential":
-        return f"Revoke the previous credential within {ob.within_hours} hours."
-    if code == "notify_identity_owner":
-        return (
-            "Notify the identity holder (for a non-human identity, its owner of record) through a contact of "
-            "record, not the channel the request came from."
-        )
-    if code == "terminate_sessions":
-        return "Terminate the identity's existing sessions and refresh tokens."
-    if code == "rotate_stale_secret":
-        return "Rotate the identity's stale secret (older than the maximum age, or of unknown age)."
-    if code == "move_to_secrets_manager":
-        return (
-            "Store the new credential in the secrets manager; never put it in code, the ticket, chat or email."
-        )
-    if code == "time_bound_access":
-        return f"Make the access time-bound: it must expire within {ob.within_hours} hours."
-    if code == "post_incident_review":
-        return "Open a post-incident review of this emergency request."
-    params = _obligation_params(ob)
-    return f"Fulfil obligation {printable(code)}" + (f" ({params})." if params else ".")
-
-
-def _obligation_params(ob: Obligation) -> str:
-    parts = []
-    for key, value in ob.model_dump(mode="json", exclude_none=True).items():
-        if key == "code":
-            continue
-        shown = ", ".join(map(printable, value)) if isinstance(value, list) else printable(value)
-        parts.append(f"{printable(key)}={shown}")
-    return "; ".join(parts)
-
-
-def render_text(decision: Decision) -> str:
-    """A readable summary of ``decision`` for a person.
-
-    Args:
-        decision: the decision to render.
-
-    Returns:
-        Plain text: level and verdict, playbook, requirements, every reason
-        (level, code, message, refs), every obligation with its parameters, and
-        the provenance (engine, degraded, policy revision, decision id, input digest).
-    """
-    verdict = "allowed" if decision.allowed else "denied"
-    lines = [
-        f"Decision: {decision.level.value.upper()} ({verdict})",
-        f"Playbook: {printable(decision.playbook)}",
-        "Requirements: " + (", ".join(map(printable, decision.requirements)) or "none"),
-        "Reasons:",
-    ]
-    for r in decision.reasons:
-        lines.append(_reason_line(r))
-        if r.refs:
-            lines.append(f"      refs: {', '.join(map(printable, r.refs))}")
-    lines.append("Obligations:" if decision.obligations else "Obligations: none")
-    for ob in decision.obligations:
-        params = _obligation_params(ob)
-        lines.append(f"  - {printable(ob.code)}" + (f" ({params})" if params else "") + f": {describe_obligation(ob)}")
-    # Degraded decisions are flagged loudly: a fallback engine answered.
-    degraded = "no"
-    if decision.degraded:
-        degraded = ("yes (no engine could decide: the fail-closed answer)" if decision.engine == NO_ENGINE
-                    else "yes (a fallback answered; the preferred engine failed)")
-    lines += [
-        f"Engine: {printable(decision.engine)} (degraded: {degraded})",
-        f"Policy revision: {printable(decision.policy_revision)}",
-        f"Decision id: {printable(decision.decision_id)}",
-        f"Input digest: {printable(decision.input_digest)}",
-    ]
-    return "\n".join(lines)
-
-
-def _reason_line(r: Reason) -> str:
-    return f"  - [{r.level.value}] {printable(r.code)}: {printable(r.message)}"
-
-
-# ----------------------------------------------------------------------- explain
 
 
 def _who_verifies(request: Request) -> str:
@@ -432,7 +299,7 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
     elif decision.degraded:
         lines.append("Warning: a fallback engine decided this (degraded); follow the steps exactly as written.")
     lines.append("Why:")
-    lines += [_reason_line(r) for r in decision.reasons]
+    lines += [reason_line(r) for r in decision.reasons]
     lines.append("Steps:")
     width = len(str(len(steps)))
     for i, step in enumerate(steps, 1):

@@ -42,8 +42,8 @@ as ``opa test --explain fails`` does::
         left:  "step_up"
         right: "callback"
 
->>> from helpdesk_policy.policies import PolicySet
->>> from helpdesk_policy import regotest
+>>> from helpdesk_policy.policyset import PolicySet
+>>> from helpdesk_policy.ci import regotest
 >>> tests = regotest.discover(PolicySet.load())
 >>> any(t.file == "helpdesk/recovery_test.rego" for t in tests)
 True
@@ -65,8 +65,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EngineError, EngineUnavailableError, HelpdeskPolicyError, PolicyLoadError, ResourceLimitError
-from .regocheck import (
+from ..errors import EngineError, EngineUnavailableError, HelpdeskPolicyError, PolicyLoadError, ResourceLimitError
+from ..regocheck import (
     RuleBody,
     captured_stdout,
     compile_error_message,
@@ -77,7 +77,7 @@ from .regocheck import (
 )
 
 if TYPE_CHECKING:
-    from .policies import PolicySet
+    from ..policyset import PolicySet
 
 __all__ = ["RegoTest", "RegoTestResult", "RunLimits", "DEFAULT_LIMITS", "discover", "run", "EVALUATORS"]
 
@@ -255,7 +255,7 @@ _WORKER_ERRORS: dict[str, type[HelpdeskPolicyError]] = {
 
 #: The worker's program: this module's _worker_main, imported by name so that
 #: what it pickles back names the classes the caller knows.
-_WORKER = "import sys; from helpdesk_policy.regotest import _worker_main; sys.exit(_worker_main(sys.argv[1]))"
+_WORKER = "import sys; from helpdesk_policy.ci.regotest import _worker_main; sys.exit(_worker_main(sys.argv[1]))"
 
 
 def _run_isolated(src: _Sources, evaluator: str, tests: list[RegoTest], explain: bool,

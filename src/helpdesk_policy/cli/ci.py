@@ -1,5 +1,6 @@
 """CI commands: ``helpdesk-policy test``, ``diff`` and ``init``.
 
+They read options and report; the work is done in :mod:`helpdesk_policy.ci`.
 They are plain :class:`click.Command` objects, attached to the main group with
 ``main.add_command(test_command)`` (and ``diff_command``, ``init_command``).
 
@@ -32,10 +33,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cli_errors import CliError
+from .errors import CliError
 
 if TYPE_CHECKING:
-    from .policies import PolicySet
+    from ..policyset import PolicySet
 
 __all__ = ["EXIT_ENGINE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "diff_command", "init_command", "test_command"]
 
@@ -45,7 +46,7 @@ EXIT_USAGE = 2
 #: Same code as ``helpdesk-policy decide`` uses for a missing engine.
 EXIT_ENGINE = 3
 
-#: ``helpdesk_policy.regotest.EVALUATORS``, spelled here so that building the
+#: ``helpdesk_policy.ci.regotest.EVALUATORS``, spelled here so that building the
 #: command does not import the test runner (a test checks they agree).
 REGO_TEST_EVALUATORS = ("regopy", "opa-go")
 
@@ -86,8 +87,8 @@ def test_command(policy_dir: Path | None, config_file: Path | None, suites: tupl
     evaluator, when installed) on generated and suite requests. Exit 1 on any
     failure.
     """
-    from .errors import EngineUnavailableError, HelpdeskPolicyError
-    from .policytest import run_policy_tests
+    from ..ci.runner import run_policy_tests
+    from ..errors import EngineUnavailableError, HelpdeskPolicyError
 
     if with_dir_suites and not suites:
         raise CliError("--with-dir-suites only makes sense with --suite (POLICY_DIR/tests runs by default)",
@@ -152,8 +153,8 @@ def diff_command(base: str, head: str | None, head_config: Path | None, base_con
     A config-only change is one command: --base policies --config new.yaml
     compares policies/ under its config.yaml with the same Rego under new.yaml.
     """
-    from .errors import EngineUnavailableError, HelpdeskPolicyError
-    from .policydiff import diff_policies, generated_cases, load_cases, resolve_policy_source
+    from ..ci.diff import diff_policies, generated_cases, load_cases, resolve_policy_source
+    from ..errors import EngineUnavailableError, HelpdeskPolicyError
 
     if head is None:
         if head_config is None and base_config is None:
@@ -199,8 +200,8 @@ def _with_config(description: str, config: Path | None) -> str:
 
 def _load(directory: Path, side: str, config: Path | None = None) -> PolicySet:
     """Load one side's policy set (``config`` instead of its config.yaml); errors say which side."""
-    from .errors import FieldError, InvalidConfigError, PolicyLoadError
-    from .policies import PolicySet
+    from ..errors import FieldError, InvalidConfigError, PolicyLoadError
+    from ..policyset import PolicySet
 
     try:
         return PolicySet.load(directory, config)
@@ -221,7 +222,7 @@ def init_command(directory: Path, force: bool) -> None:
     config.yaml and the expectation suites (tests/*.yaml) into DIRECTORY, which
     must be empty or new unless --force.
     """
-    from .policies import stock_policy_dir
+    from ..resources import stock_policy_dir
 
     stock = stock_policy_dir()
     try:

@@ -1,4 +1,4 @@
-"""The ``helpdesk-policy`` command line (also ``python -m helpdesk_policy``).
+"""The deciding commands: ``helpdesk-policy decide``, ``explain`` and ``schema``.
 
 Commands::
 
@@ -18,8 +18,9 @@ Exit codes:
 3     the engine cannot load (e.g. a missing extra; the message names it)
 ====  ===========================================================================
 
-``main`` is a plain :class:`click.Group`: other modules' commands are attached
-with ``main.add_command(command)``.
+They are plain :class:`click.Command` objects, attached to the main group
+(:mod:`helpdesk_policy.cli`) with ``main.add_command(decide)`` (and
+``explain``, ``schema``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,9 +37,7 @@ from typing import Any, Literal, TypeVar
 
 import click
 
-from . import __version__
-from .cli_errors import CliError
-from .errors import (
+from ..errors import (
     DocumentError,
     EngineConfigError,
     EngineUnavailableError,
@@ -48,9 +46,10 @@ from .errors import (
     InvalidRequestError,
     PolicyLoadError,
 )
-from .loading import load_json, read_text
+from ..loading import load_json, read_text
+from .errors import CliError
 
-__all__ = ["main", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
+__all__ = ["decide", "explain", "schema", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,7 +177,7 @@ def _parse(items: Sequence[_Item], single: bool) -> list[Any]:
     Raises:
         CliError: exit 2, listing every bad field path of every item.
     """
-    from .models import parse_request
+    from ..models import parse_request
 
     parsed = []
     bad: list[FieldError] = []
@@ -199,7 +198,7 @@ _OPA_FLAGS = {"url": "--opa-url", "token": "--opa-token"}
 
 @contextmanager
 def _policy(settings: EngineSettings) -> Iterator[Any]:
-    from .facade import HelpdeskPolicy
+    from ..facade import HelpdeskPolicy
 
     opa: dict[str, Any] = {}
     if settings.opa_url:
@@ -225,46 +224,7 @@ def _policy(settings: EngineSettings) -> Iterator[Any]:
         policy.close()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="helpdesk-policy")
-@click.option("-v", "--verbose", count=True,
-              help="More log detail on stderr: -v info, -vv debug (warnings such as engine fallbacks always show).")
-@click.pass_context
-def main(ctx: click.Context, verbose: int) -> None:
-    """Decide how much identity assurance a helpdesk request needs, and why.
-
-    Exit codes: 0 decided (a deny is a decision), 1 --fail-on-deny saw a deny,
-    2 invalid input, 3 engine unavailable.
-    """
-    _log_to_stderr(ctx, logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-
-
-def _log_to_stderr(ctx: click.Context, level: int) -> None:
-    """Show the library's log records on stderr for the duration of this command.
-
-    The CLI is an application, so it may configure logging; the library never
-    does. Only the ``helpdesk_policy`` logger is touched, and it is restored when
-    the command ends, so calling ``main`` from another program (or a test) leaves
-    that program's logging as it was.
-    """
-    logger = logging.getLogger("helpdesk_policy")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    saved_level, saved_propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    # Not propagated: a host application's root handlers would print every record twice.
-    logger.propagate = False
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(saved_level)
-        logger.propagate = saved_propagate
-
-    ctx.call_on_close(restore)
-
-
-@main.command()
+@click.command("decide")
 @click.argument("files", nargs=-1, required=True)
 @engine_options
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
@@ -284,7 +244,7 @@ def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_d
         docs = [d.to_dict() for d in decisions]
         click.echo(json.dumps(docs[0] if single else docs, indent=2))
     else:
-        from .render import printable, render_text
+        from ..render import printable, render_text
 
         blocks = [f"== {printable(item.label)} ({printable(req.request.id)})\n{render_text(d)}"
                   for item, req, d in zip(items, requests, decisions, strict=True)]
@@ -293,7 +253,7 @@ def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_d
         click.get_current_context().exit(EXIT_DENY)
 
 
-@main.command()
+@click.command("explain")
 @click.argument("file")
 @engine_options
 def explain(file: str, settings: EngineSettings) -> None:
@@ -302,7 +262,7 @@ def explain(file: str, settings: EngineSettings) -> None:
     Takes exactly one FILE ('-' reads stdin) holding one request object; a JSON
     array of requests is explained one after the other.
     """
-    from .render import render_explain
+    from ..render import render_explain
 
     items, single = _read_items((file,))
     requests = _parse(items, single)
@@ -311,14 +271,14 @@ def explain(file: str, settings: EngineSettings) -> None:
     click.echo("\n\n".join(texts))
 
 
-@main.command()
+@click.command("schema")
 @click.argument("what", type=click.Choice(["request", "decision", "config"]))
 def schema(what: str) -> None:
     """Print the JSON Schema of a request, a decision, or the policy config."""
     from pydantic import BaseModel
 
-    from .config import PolicyConfig
-    from .models import Decision, Request
+    from ..config import PolicyConfig
+    from ..models import Decision, Request
 
     models: dict[str, type[BaseModel]] = {"request": Request, "decision": Decision, "config": PolicyConfig}
     model = models[what]
@@ -327,18 +287,3 @@ def schema(what: str) -> None:
     doc = model.model_json_schema(mode=mode)
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **doc}
     click.echo(json.dumps(doc, indent=2))
-
-
-# Commands that live in their own modules: bundle build/verify (OPA bundles),
-# test, diff and init (CI for policy changes).
-from .bundle import bundle as _bundle_group  # noqa: E402
-from .cli_ci import diff_command, init_command, test_command  # noqa: E402
-
-main.add_command(_bundle_group)
-main.add_command(test_command)
-main.add_command(diff_command)
-main.add_command(init_command)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name="helpdesk-policy")

@@ -25,7 +25,7 @@ retryable, the retries are spent, or the next backoff would overrun the
 deadline; the outcome of the whole call (not of each attempt) is what the
 breaker counts.
 
->>> from helpdesk_policy.resilience import CircuitBreaker, RetryPolicy, call
+>>> from helpdesk_policy.engines.resilience import CircuitBreaker, RetryPolicy, call
 >>> breaker = CircuitBreaker(threshold=2, cooldown=30.0)
 >>> call(lambda timeout: "ok", deadline=1.0, retry=RetryPolicy(retries=2), breaker=breaker)
 'ok'
@@ -52,7 +52,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import CircuitOpenError, EngineError, EngineTimeoutError, EngineUnavailableError
+from ..errors import CircuitOpenError, EngineError, EngineTimeoutError, EngineUnavailableError
 
 __all__ = [
     "Deadline",
