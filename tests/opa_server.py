@@ -549,7 +549,7 @@ class OpaTestServer:
         """Serve ``policy_set`` as if pushed (``PUT /v1/policies/…``, ``PUT /v1/data/helpdesk/config``)."""
         with self._lock:
             self._modules = dict(policy_set.modules)
-            self._data = {"helpdesk": {"config": policy_set.config.to_data()}}
+            self._data = policy_set.data()
             self._roots = ()
             self.bundle_name = self.bundle_revision = None
             self._bump()

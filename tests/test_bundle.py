@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from helpdesk_policy import HelpdeskPolicy, parse_request
 from helpdesk_policy.bundle import (
+    CATALOGUE_DATA_PATH,
     CONFIG_DATA_PATH,
     MANIFEST,
     BundleError,
@@ -119,6 +120,7 @@ def test_contents_layout_and_no_tests(policy_set: PolicySet, tmp_path: Path) -> 
     assert not any(n.endswith("_test.rego") for n in files)
     assert {n for n in files if n.endswith(".rego")} == set(ps.modules)
     assert json.loads(files[CONFIG_DATA_PATH]) == ps.config.to_data()
+    assert json.loads(files[CATALOGUE_DATA_PATH]) == ps.catalogue.to_data()
     assert info.revision == ps.revision and info.signed is False
 
 
@@ -155,6 +157,12 @@ def test_unsigned_bundle_detects_tampered_policy_and_config(policy_set: PolicySe
         verify_bundle(_rewrite(info.path, tmp_path / "t2.tar.gz", {CONFIG_DATA_PATH: json.dumps(config).encode()}))
     with pytest.raises(BundleVerificationError, match="no .manifest"):
         verify_bundle(_rewrite(info.path, tmp_path / "t3.tar.gz", {MANIFEST: None}))
+    # Rewording a reason is a policy change: the catalogue is part of the revision.
+    catalogue = json.loads(files[CATALOGUE_DATA_PATH])
+    catalogue["reasons"]["action_baseline"]["message"] = "%v starts at %v; nothing else matters."
+    with pytest.raises(BundleVerificationError, match="revision mismatch"):
+        verify_bundle(_rewrite(info.path, tmp_path / "t4.tar.gz",
+                               {CATALOGUE_DATA_PATH: json.dumps(catalogue).encode()}))
 
 
 @pytest.mark.parametrize("alg", ["HS256", "RS256"])
@@ -304,7 +312,10 @@ def test_load_bundle_gives_an_evaluable_policy_set(policy_set: PolicySet, tmp_pa
     loaded = load_bundle(info.path, key=SECRET)
     assert loaded.revision == loaded.policy_set.revision == policy_set.revision
     assert loaded.modules == policy_set.modules
-    assert loaded.data == {"helpdesk": {"config": policy_set.config.to_data()}}
+    # The config and the reason catalogue (messages and refs, read as data.helpdesk.catalogue).
+    assert loaded.data == policy_set.data() == {
+        "helpdesk": {"config": policy_set.config.to_data(), "catalogue": policy_set.catalogue.to_data()}}
+    assert loaded.policy_set.catalogue == policy_set.catalogue
     doc = json.loads((ROOT / "examples" / "requests" / "02-phone-mfa-reset-admin.json").read_text())
     req = parse_request(doc)
     assert RegoEngine(loaded.policy_set).evaluate(req) == RegoEngine(policy_set).evaluate(req)

@@ -31,7 +31,7 @@ BREAK_GLASS = REQUESTS / "15-break-glass-elevation.json"
 
 #: the decision contract, in its order.
 DECISION_KEYS = [
-    "level", "allowed", "requirements", "reasons", "obligations", "playbook",
+    "level", "allowed", "requirements", "reasons", "obligations", "playbook", "constraints",
     "engine", "degraded", "policy_revision", "decision_id", "input_digest",
 ]
 
@@ -84,8 +84,10 @@ def test_decide_json_is_exactly_the_spec_shape() -> None:
     for reason in doc["reasons"]:
         assert list(reason) == ["code", "level", "message", "refs"]
     for ob in doc["obligations"]:
-        assert ob["code"] and set(ob) <= {"code", "within_hours", "fields"}
-    assert {"code": "revoke_previous_credential", "within_hours": 24} in doc["obligations"]
+        assert ob["code"] and set(ob) <= {"code", "within_hours", "fields", "to"}
+    # A lost factor is revoked at once (revoke_compromised_within_hours).
+    assert {"code": "revoke_previous_credential", "within_hours": 0} in doc["obligations"]
+    assert set(doc["constraints"]) == {"approver", "callback"}
     assert doc["policy_revision"].startswith("sha256:") and doc["input_digest"].startswith("sha256:")
     assert doc["engine"] == "rego" and doc["degraded"] is False
 
@@ -455,13 +457,21 @@ def test_explain_callback_steps_in_order() -> None:
     callback = index_of(steps, "Call back u-20417 on a contact of record")
     do_not = index_of(steps, "Do not:")
     action = index_of(steps, "Reset the MFA registration")
-    revoke = index_of(steps, "Revoke the previous credential within 24 hours")
-    evidence = index_of(steps, "Record evidence: identity_proof, verifier, approver, outcome")
+    revoke = index_of(steps, "Revoke the previous credential immediately")  # the lost factor
+    evidence = index_of(steps, "Record evidence: identity_proof, verifier, approver, callback_contact, "
+                               "callback_contact_source, callback_answered_by, outcome")
     assert verify < approve < callback < do_not < action < revoke < evidence
-    assert "number-match push" in steps[verify] and "phishing-resistant" in steps[verify]
-    assert "must not be the requester" in steps[approve] and "AI agent never counts" in steps[approve]
+    # No factor still enrolled is known: a push cannot verify, identity proofing does.
+    assert "identity proofing" in steps[verify] and "cannot verify this request" in steps[verify]
+    assert "number-match push" not in steps[verify]
+    assert "must not be u-20417 (the requester)" in steps[approve] and "AI agent never counts" in steps[approve]
+    assert "looked up in the directory" in steps[approve]  # no manager of record in the request
     assert "never a phone number or address given in the request" in steps[callback]
     assert "AI agent is never the callback target" in steps[callback]
+    # The contact of record's age is unknown: not usable, so the fallback; never the device being recovered.
+    assert "not usable for this callback (its age is unknown" in steps[callback]
+    assert "call the holder's manager of record" in steps[callback] and "verified in person" in steps[callback]
+    assert "Never call the device or number being recovered" in steps[callback]
     assert "caller ID" in steps[do_not] and "urgency" in steps[do_not]
     # Every reason is explained, by code.
     for code in ("privileged_remote_recovery", "risk_caller_id_mismatch", "privileged_target"):
@@ -474,15 +484,18 @@ def test_explain_deny_says_not_to_perform_and_names_the_process() -> None:
     steps = steps_of(result.stdout)
     assert steps[0].startswith("Do not perform this request")
     assert any("access-request process" in s for s in steps)
-    assert "Record evidence: requester, denial_reason, outcome." in steps
+    assert "Record evidence: requester, channel, caller_contact, denial_reason, outcome." in steps
     assert not any(s.startswith("Elevate") for s in steps)  # the action is never a step
 
 
 def test_explain_separation_of_duties_when_the_requester_is_the_manager() -> None:
+    # The requester is the manager of record: no approver of record remains once excluded.
     steps = steps_of(run("explain", str(MANAGER_ROLE)).stdout)
-    approval = steps[index_of(steps, "Get approval")]
-    assert "must not be the requester (u-30122)" in approval
-    assert "another approver of record" in approval
+    approval = steps[index_of(steps, "No approver of record remains for u-30577")]
+    assert "must not be u-30122 (the requester)" in approval
+    assert "another approver of record one level up" in approval
+    verify = steps[index_of(steps, "Verify the identity")]
+    assert "u-30122 (u-30577's manager of record)" in verify
 
 
 def test_explain_ai_agent_requester_goes_to_the_human() -> None:
@@ -498,7 +511,7 @@ def test_explain_obligations_are_steps_with_parameters() -> None:
     assert any(s.startswith("Store the new credential in the secrets manager") for s in steps)
     glass = steps_of(run("explain", str(BREAK_GLASS)).stdout)
     assert "Make the access time-bound: it must expire within 8 hours." in glass
-    assert "Open a post-incident review of this emergency request." in glass
+    assert "Open a post-incident review of this emergency request within 72 hours." in glass
 
 
 def test_explain_reads_stdin_and_is_deterministic_apart_from_ids() -> None:
@@ -566,11 +579,23 @@ def test_schema_request_has_every_enum() -> None:
     assert result.stdout.startswith("{\n  ")  # pretty-printed
 
 
+def test_schema_request_documents_every_field() -> None:
+    # Each input fact says what it is, where to take it from, and (when optional)
+    # how a missing value is read: integrators read the schema, not the Rego.
+    defs = json.loads(run("schema", "request").stdout)["$defs"]
+    for section in ("RequestInfo", "Actor", "Target", "Context"):
+        for name, prop in defs[section]["properties"].items():
+            assert prop.get("description", "").strip(), f"{section}.{name} has no description"
+            if "null" in json.dumps(prop.get("anyOf", [])) and name not in {"justification", "requested_at"}:
+                assert "Missing" in prop["description"], f"{section}.{name}: say how a missing value is read"
+
+
 def test_schema_decision_matches_the_spec_shape() -> None:
     doc = json.loads(run("schema", "decision").stdout)
     _check_schema(doc)
     assert list(doc["properties"]) == DECISION_KEYS
-    assert doc["required"] == DECISION_KEYS
+    # constraints is optional: a custom policy may not state them.
+    assert doc["required"] == [k for k in DECISION_KEYS if k != "constraints"]
     assert doc["$defs"]["Level"]["enum"] == ["self_service", "step_up", "manager_approval", "callback", "deny"]
 
 
@@ -646,7 +671,7 @@ def test_render_fail_closed_decision_is_a_flagged_deny_naming_the_process(custom
     assert steps[0].startswith("Do not perform this request")
     process = steps[index_of(steps, "Formal process instead (engine_unavailable)")]
     assert "manual identity-verification process with the security team" in process
-    assert steps[-1] == "Record evidence: requester, denial_reason, outcome."
+    assert steps[-1] == "Record evidence: requester, channel, caller_contact, denial_reason, outcome."
 
 
 def test_render_fail_closed_callback_says_it_may_be_looser(custom_policy_dir: Path) -> None:
@@ -674,5 +699,35 @@ def test_render_unknown_obligation_keeps_every_parameter() -> None:
 def test_explain_info_request_needs_no_verification() -> None:
     steps = steps_of(run("explain", str(REQUESTS / "21-chat-info-request.json")).stdout)
     assert steps[0].startswith("No identity verification is needed")
+    assert "what the holder may see about their own account" in steps[0]
     assert not any(s.startswith("Do not") for s in steps)
     assert steps[-1] == "Record evidence: requester, outcome."
+
+
+def test_explain_reconnaissance_is_not_answered() -> None:
+    steps = steps_of(run("explain", str(REQUESTS / "24-reconnaissance-mfa-question.json")).stdout)
+    assert steps[0].startswith("Do not answer this question (info_request about human u-30977)")
+    assert "Formal process instead (identity_info_disclosure)" in steps[1]
+    assert steps[-1] == "Record evidence: requester, channel, caller_contact, denial_reason, outcome."
+    assert not any("Notify" in s for s in steps)  # nothing changed: nobody to tell
+
+
+def test_explain_self_service_says_who_acts() -> None:
+    portal = steps_of(run("explain", str(REQUESTS / "27-admin-adds-security-key-portal.json")).stdout)
+    assert portal[0].startswith("No helpdesk verification is needed: the holder u-20555 does this themselves in "
+                                "their own self-service portal session")
+    assert any(s.startswith("The holder does it in their own self-service session: add the new MFA factor")
+               for s in portal)
+    workload = steps_of(run("explain", str(REQUESTS / "26-workload-rotates-own-secret.json")).stdout)
+    assert workload[0].startswith("No helpdesk verification is needed: the service wl-billing-sync does this "
+                                  "itself over the API")
+    assert any(s.startswith("The workload does it itself over the API: rotate the secret") for s in workload)
+    assert "Revoke the previous credential within 24 hours." in workload
+
+
+def test_explain_temporary_access_pass_and_proofing() -> None:
+    steps = steps_of(run("explain", str(REQUESTS / "28-phone-temporary-access-pass.json")).stdout)
+    assert "by identity proofing" in steps[0]
+    approval = steps[index_of(steps, "Get approval")]
+    assert "u-44310's manager of record: u-40002" in approval and "must not be u-44310 (the requester)" in approval
+    assert "Make the temporary access pass expire within 8 hours, and single-use where possible." in steps

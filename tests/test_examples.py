@@ -34,7 +34,11 @@ SS, SU, MA, CB, DENY = (Level.SELF_SERVICE, Level.STEP_UP, Level.MANAGER_APPROVA
 # Obligations as (code, within_hours or None); record_evidence fields follow from the level.
 NOTIFY = ("notify_identity_owner", None)
 REVOKE_24 = ("revoke_previous_credential", 24)
+REVOKE_NOW = ("revoke_previous_credential", 0)  # a lost factor or a leaked credential
 TERMINATE = ("terminate_sessions", None)
+PREVIOUS_CONTACT = ("notify_previous_contact", None)
+TIME_BOUND_8 = ("time_bound_access", 8)
+REVIEW_72 = ("post_incident_review", 72)
 
 
 @dataclass(frozen=True)
@@ -53,39 +57,52 @@ EXPECTED: dict[str, Expect] = {
     "01-portal-password-reset.json": E(SS, {"action_baseline"}, TERMINATE),
     "02-phone-mfa-reset-admin.json": E(
         CB, {"privileged_remote_recovery", "privileged_target", "risk_caller_id_mismatch",
-             "requester_unauthenticated", "remote_channel_recovery"}, REVOKE_24, TERMINATE),
-    "03-walk-in-mfa-reset.json": E(SU, {"action_baseline", "weak_authentication"}, REVOKE_24, TERMINATE),
+             "requester_unauthenticated", "remote_channel_recovery", "factor_recovery_unverifiable",
+             "chained_credential_change"}, REVOKE_NOW, TERMINATE),
+    "03-walk-in-mfa-reset.json": E(
+        SU, {"action_baseline", "factor_recovery_unverifiable", "weak_authentication"}, REVOKE_NOW, TERMINATE),
     "04-manager-role-change.json": E(MA, {"action_baseline"}),
     "05-agent-self-elevation.json": E(DENY, {"ai_agent_self_privilege"}),
     "06-chatbot-password-reset.json": E(
-        CB, {"third_party_recovery", "ai_agent_requester", "remote_channel_recovery"}, TERMINATE),
+        MA, {"ai_agent_requester", "remote_channel_recovery", "risk_new_device"}, TERMINATE),
     "07-api-key-reissue-by-owner.json": E(
         SU, {"action_baseline", "nhi_secret_unmanaged"}, REVOKE_24, ("move_to_secrets_manager", None)),
     "08-secret-rotation-non-owner.json": E(DENY, {"nhi_requester_not_owner"}),
-    "09-nhi-owner-offboarded.json": E(DENY, {"nhi_no_active_owner"}),
+    "09-nhi-owner-offboarded.json": E(DENY, {"nhi_no_active_owner", "nhi_requester_not_owner"}),
     "10-service-account-no-owner.json": E(DENY, {"nhi_create_without_owner"}),
     "11-revoke-leaked-token.json": E(SS, {"action_baseline"}),
     "12-disable-offboarded-user.json": E(SU, {"action_baseline"}, TERMINATE),
     "13-password-reset-offboarded.json": E(DENY, {"target_offboarded"}),
-    "14-contact-change-after-reset.json": E(CB, {"chained_credential_change"}),
+    "14-contact-change-after-reset.json": E(
+        CB, {"chained_credential_change", "factor_recovery_unverifiable"}, PREVIOUS_CONTACT),
     "15-break-glass-elevation.json": E(
-        CB, {"privileged_target", "break_glass"}, ("time_bound_access", 8), ("post_incident_review", None)),
+        CB, {"privileged_target", "requested_privilege", "break_glass"}, TIME_BOUND_8, REVIEW_72),
     "16-unrelated-colleague-reset.json": E(DENY, {"unrelated_requester"}),
-    "17-oauth-consent-widely-used-app.json": E(CB, {"nhi_widely_distributed", "nhi_critical_environment"}),
-    "18-vip-mfa-add-factor.json": E(MA, {"vip_target"}),
+    "17-oauth-consent-tenant-wide.json": E(MA, {"oauth_consent_scope", "oauth_consent_tenant_wide"}),
+    "18-vip-mfa-add-factor.json": E(MA, {"vip_target", "risk_unfamiliar_location"}),
     "19-phone-unlock-failed-verifications.json": E(CB, {"failed_verifications", "remote_channel_recovery"}),
-    "20-agent-access-grant-no-principal.json": E(CB, {"ai_agent_no_principal", "ai_agent_requester"}),
+    "20-agent-access-grant-no-principal.json": E(DENY, {"unrelated_requester", "ai_agent_no_principal"}),
     "21-chat-info-request.json": E(SS, {"action_baseline"}, notify=False),
     "22-unlock-suspended-account.json": E(MA, {"target_suspended"}),
+    "23-colleague-disables-account.json": E(MA, {"containment_needs_approval"}, TERMINATE),
+    "24-reconnaissance-mfa-question.json": E(DENY, {"identity_info_disclosure"}, notify=False),
+    "25-oauth-consent-low-scope.json": E(SS, {"action_baseline"}),
+    "26-workload-rotates-own-secret.json": E(SS, {"action_baseline"}, REVOKE_24),
+    "27-admin-adds-security-key-portal.json": E(SS, {"action_baseline"}),
+    "28-phone-temporary-access-pass.json": E(
+        MA, {"factor_recovery_unverifiable", "remote_channel_recovery"}, TIME_BOUND_8),
 }
 
 EVIDENCE = {
-    SS: ["requester", "outcome"],
+    SS: ["requester", "authentication_event", "outcome"],
     SU: ["identity_proof", "verifier", "outcome"],
     MA: ["identity_proof", "verifier", "approver", "outcome"],
-    CB: ["identity_proof", "verifier", "approver", "outcome"],
-    DENY: ["requester", "denial_reason", "outcome"],
+    CB: ["identity_proof", "verifier", "approver", "callback_contact", "callback_contact_source",
+         "callback_answered_by", "outcome"],
+    DENY: ["requester", "channel", "caller_contact", "denial_reason", "outcome"],
 }
+#: A self-service information request changes nothing: no authentication event to keep.
+EVIDENCE_INFO_SELF_SERVICE = ["requester", "outcome"]
 
 #: Reasons that must never appear on a containment action (it must stay fast).
 RISK_PREFIX = "risk_"
@@ -106,7 +123,7 @@ def engines() -> Iterator[dict[str, HelpdeskPolicy]]:
 def test_the_table_covers_every_example_file() -> None:
     files = sorted(p.name for p in REQUESTS.glob("*.json"))
     assert files == sorted(EXPECTED), "examples/requests and EXPECTED disagree"
-    assert len(files) >= 14
+    assert len(files) >= 28
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -127,7 +144,14 @@ def test_example_decides_as_reviewed(name: str, engines: dict[str, HelpdeskPolic
         assert got == set(want.obligations), ctx
         assert any(o.code == "notify_identity_owner" for o in d.obligations) is want.notify, ctx
         (evidence,) = [o for o in d.obligations if o.code == "record_evidence"]
-        assert evidence.fields == EVIDENCE[want.level], ctx
+        info = doc["request"]["action"] == "info_request" and want.level is SS
+        assert evidence.fields == (EVIDENCE_INFO_SELF_SERVICE if info else EVIDENCE[want.level]), ctx
+        # The notification goes to the holder, an NHI's owners, or NHI governance when it has no active owner.
+        for o in d.obligations:
+            if o.code == "notify_identity_owner":
+                nhi = doc["target"]["type"] != "human"
+                ownerless = nhi and not (doc["target"]["owners"] and doc["target"]["owner_active"] is True)
+                assert o.to == ("nhi-governance" if ownerless else "owners" if nhi else "holder"), ctx
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if e.level is DENY))
@@ -135,10 +159,11 @@ def test_every_deny_names_a_formal_process(name: str, engines: dict[str, Helpdes
     d = engines["native"].decide(_load(name))
     deny_messages = [r.message for r in d.reasons if r.level is DENY]
     assert deny_messages
-    process = re.compile(r"process|transfer|owner .*request|must ask|name an accountable owner", re.I)
+    process = re.compile(r"process|transfer|owner .*request|must ask|name an accountable owner|refer the requester to",
+                         re.I)
     assert all(process.search(m) for m in deny_messages), deny_messages
     # A deny never carries an obligation to act (revoke, rotate, time-bound...).
-    assert {o.code for o in d.obligations} == {"record_evidence", "notify_identity_owner"}
+    assert {o.code for o in d.obligations} <= {"record_evidence", "notify_identity_owner"}
 
 
 def test_containment_examples_ignore_risk_signals(engines: dict[str, HelpdeskPolicy]) -> None:

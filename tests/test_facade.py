@@ -43,6 +43,8 @@ REQUEST = {
               "auth_strength": "password", "roles": ["employee"]},
     "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0,
                "vip": False, "status": "active"},
+    # No recent credential change (a missing history reads as a recent one, a callback).
+    "context": {"recent_credential_change_hours": 1000},
 }
 
 
@@ -189,22 +191,43 @@ def test_rego_engine_is_safe_across_threads() -> None:
 
 # ------------------------------------------------------------ decision-log masking
 
-#: An AI agent asking, for a person, to reissue an NHI's key: every identifier field is set.
+#: An AI agent asking, for a person, to reissue an NHI's key: every identifier field an
+#: NHI target can have is set. Its callback decision names the owners and the excluded
+#: requesters in its constraints, which echo those identifiers.
 IDENTIFIED = {
     "request": {"id": "INC-77", "action": "api_key_reissue", "channel": "api",
                 "justification": "the old key is sk-live-hunter2", "emergency": False},
     "actor": {"id": "bot-helper", "type": "ai_agent", "relationship": "owner", "authenticated": True,
-              "auth_strength": "mfa", "on_behalf_of": "alice.smith", "roles": ["helpdesk_bot", "reader"]},
+              "auth_strength": "mfa", "on_behalf_of": "alice.smith", "roles": ["helpdesk_bot", "reader"],
+              "runs_as": "svc-helper-7"},
     "target": {"id": "key-prod-17", "type": "api_key", "privileged": False, "privilege_tier": 0, "vip": False,
                "status": "active", "environment": "production", "owners": ["alice.smith", "bot-helper"],
                "owner_active": True},
 }
-_ID_VALUES = ["bot-helper", "alice.smith", "helpdesk_bot", "reader", "key-prod-17"]
+_ID_VALUES = ["bot-helper", "alice.smith", "helpdesk_bot", "reader", "key-prod-17", "svc-helper-7"]
+
+#: A person asking by phone to reset their MFA with no enrolled factor left: their
+#: manager of record must approve, and the decision's approver constraint names them.
+MANAGED = {
+    "request": {"id": "INC-78", "action": "mfa_reset", "channel": "phone"},
+    "actor": {"id": "carol.jones", "type": "human", "relationship": "self", "authenticated": True,
+              "auth_strength": "password"},
+    "target": {"id": "carol.jones", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active", "manager": "dave.boss"},
+    "context": {"recent_credential_change_hours": 1000, "enrolled_factor_available": False},
+}
+
+#: The decision a record's result holds, without the envelope (engine, digest, ids).
+_VERDICT_KEYS = ("level", "allowed", "requirements", "reasons", "obligations", "playbook", "constraints")
 
 
-def _record(**options: object) -> dict:
+def _verdict_part(doc: dict) -> dict:
+    return {k: doc[k] for k in _VERDICT_KEYS}
+
+
+def _record(request: dict = IDENTIFIED, **options: object) -> dict:
     records: list[dict] = []
-    HelpdeskPolicy(engine="native", log_sink=records.append, **options).decide(IDENTIFIED)  # type: ignore[arg-type]
+    HelpdeskPolicy(engine="native", log_sink=records.append, **options).decide(request)  # type: ignore[arg-type]
     (record,) = records
     return record
 
@@ -222,19 +245,32 @@ def test_log_record_pseudonymizes_identifiers_by_default() -> None:
     actor, target = record["input"]["actor"], record["input"]["target"]
     assert actor["id"] == _sha_pid("bot-helper") and actor["on_behalf_of"] == _sha_pid("alice.smith")
     assert actor["roles"] == [_sha_pid("helpdesk_bot"), _sha_pid("reader")]
+    assert actor["runs_as"] == _sha_pid("svc-helper-7")
     assert target["id"] == _sha_pid("key-prod-17")
     # One identifier, one pseudonym: "the requester is an owner" stays visible.
     assert target["owners"] == [_sha_pid("alice.smith"), _sha_pid("bot-helper")] and actor["id"] in target["owners"]
     assert record["input"]["request"]["id"] == "INC-77" and target["environment"] == "production"
     assert record["input"]["request"]["justification"] == "[redacted]"
-    assert sorted(record["masked"]) == ["/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles",
-                                        "/input/request/justification", "/input/target/id", "/input/target/owners"]
+    # The decision's constraints name the same people: the same pseudonyms, in the engines' (sorted) order.
+    constraints = record["result"]["constraints"]
+    assert record["result"]["level"] == "callback" and constraints["approver"]["ids"] == []
+    excluded = ("bot-helper", "alice.smith", "svc-helper-7")  # the agent, its principal, what it runs as
+    assert constraints["approver"]["exclude"] == sorted(_sha_pid(v) for v in excluded)
+    assert constraints["callback"]["ids"] == sorted(_sha_pid(v) for v in ("alice.smith", "bot-helper"))
+    assert sorted(record["masked"]) == [
+        "/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles", "/input/actor/runs_as",
+        "/input/request/justification", "/input/target/id", "/input/target/owners",
+        "/result/constraints/approver/exclude", "/result/constraints/callback/ids",
+    ]
     assert record["erased"] == []
     text = json.dumps(record)
     assert not [v for v in _ID_VALUES if v in text] and "hunter2" not in text
-    # Still a valid request, which decides as the original did (diff can replay it).
+    # Still a valid request, which decides as the original did (diff can replay it),
+    # constraints and all.
     native = HelpdeskPolicy(engine="native")
-    assert native.decide(record["input"]).parity_key() == native.decide(IDENTIFIED).parity_key()
+    replayed, original = native.decide(record["input"]), native.decide(IDENTIFIED)
+    assert _verdict_part(replayed.to_dict()) == _verdict_part(record["result"])
+    assert replayed.parity_key()[:-1] == original.parity_key()[:-1]  # all but the constraints' identifiers
 
 
 def test_log_record_pseudonyms_are_keyed_when_a_key_is_given() -> None:
@@ -253,18 +289,52 @@ def test_log_record_keeps_identifiers_when_asked() -> None:
     assert record["input"]["actor"]["id"] == "bot-helper" and record["input"]["target"]["owners"] == [
         "alice.smith", "bot-helper"]
     assert (record["masked"], record["erased"]) == (["/input/request/justification"], [])
+    decision = HelpdeskPolicy(engine="native").decide(IDENTIFIED)
+    assert _verdict_part(record["result"]) == _verdict_part(decision.to_dict())  # constraints verbatim
+    assert record["result"]["constraints"]["callback"]["ids"] == ["alice.smith", "bot-helper"]
 
 
 def test_log_record_drops_identifiers_when_asked() -> None:
     record = _record(log_identifiers="drop")
     assert "id" not in record["input"]["actor"] and "id" not in record["input"]["target"]
-    for section, key in (("actor", "on_behalf_of"), ("actor", "roles"), ("target", "owners")):
+    for section, key in (("actor", "on_behalf_of"), ("actor", "roles"), ("actor", "runs_as"), ("target", "owners")):
         assert key not in record["input"][section]
-    assert sorted(record["erased"]) == ["/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles",
-                                        "/input/target/id", "/input/target/owners"]
+    constraints = record["result"]["constraints"]
+    assert "exclude" not in constraints["approver"] and "ids" not in constraints["callback"]
+    assert constraints["approver"]["ids"] == []  # names no one: kept
+    assert sorted(record["erased"]) == [
+        "/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles", "/input/actor/runs_as",
+        "/input/target/id", "/input/target/owners",
+        "/result/constraints/approver/exclude", "/result/constraints/callback/ids",
+    ]
+    assert record["masked"] == ["/input/request/justification"]
     assert record["input"]["request"]["id"] == "INC-77" and record["input"]["target"]["environment"] == "production"
     text = json.dumps(record)
     assert not [v for v in _ID_VALUES if v in text] and "hunter2" not in text
+
+
+@pytest.mark.parametrize("mode", ["pseudonymize", "drop", "keep"])
+def test_a_target_manager_is_masked_in_the_input_and_in_the_approver_constraint(mode: str) -> None:
+    record = _record(MANAGED, log_identifiers=mode)
+    approver = record["result"]["constraints"]["approver"]
+    assert record["result"]["level"] == "manager_approval" and approver["of_record"] == "manager"
+    text = json.dumps(record)
+    if mode == "keep":
+        assert record["input"]["target"]["manager"] == "dave.boss"
+        assert (approver["ids"], approver["exclude"]) == (["dave.boss"], ["carol.jones"])
+        return
+    assert "dave.boss" not in text and "carol.jones" not in text
+    if mode == "pseudonymize":
+        assert record["input"]["target"]["manager"] == _sha_pid("dave.boss")
+        assert (approver["ids"], approver["exclude"]) == ([_sha_pid("dave.boss")], [_sha_pid("carol.jones")])
+        assert {"/input/target/manager", "/result/constraints/approver/ids",
+                "/result/constraints/approver/exclude"} <= set(record["masked"])
+        replayed = HelpdeskPolicy(engine="native").decide(record["input"])
+        assert _verdict_part(replayed.to_dict()) == _verdict_part(record["result"])
+    else:
+        assert "manager" not in record["input"]["target"] and set(approver) == {"of_record", "ai_agent"}
+        assert {"/input/target/manager", "/result/constraints/approver/ids",
+                "/result/constraints/approver/exclude"} <= set(record["erased"])
 
 
 def test_log_masking_options_are_checked_without_echoing_the_key() -> None:
@@ -286,23 +356,30 @@ _MARKED_IDS = st.one_of(
 @settings(max_examples=150)
 @given(req=testing.requests(
     actor_id=_MARKED_IDS, target_id=_MARKED_IDS, on_behalf_of=st.one_of(st.none(), _MARKED_IDS),
+    runs_as=st.one_of(st.none(), _MARKED_IDS), manager=st.one_of(st.none(), _MARKED_IDS),
     owners=st.lists(_MARKED_IDS, max_size=3, unique=True), roles=st.lists(_MARKED_IDS, max_size=3),
     justification=st.one_of(st.none(), st.text(max_size=40).map(lambda s: "Jx§" + s)),
     request_id=st.integers(1, 10**6).map(lambda n: f"INC-{n}"),
 ), key=st.one_of(st.none(), st.binary(min_size=1, max_size=16)))
 def test_no_identifier_or_free_text_reaches_a_masked_record(mode: str, req: Request, key: bytes | None) -> None:
     """Guarantee 5: whatever the request, a pseudonymized or dropped record holds
-    none of its identifier values and never its justification."""
+    none of its identifier values (in its input, or echoed in the decision's
+    constraints) and never its justification."""
     records: list[dict] = []
     policy = HelpdeskPolicy(engine="native", log_sink=records.append, log_identifiers=mode,  # type: ignore[arg-type]
                             log_pseudonym_key=key)
-    policy.decide(req)
+    decision = policy.decide(req)
     (record,) = records
     secrets = [req.actor.id, req.target.id, *req.actor.roles, *req.target.owners]
-    secrets += [v for v in (req.actor.on_behalf_of, req.request.justification) if v is not None]
+    secrets += [v for v in (req.actor.on_behalf_of, req.actor.runs_as, req.target.manager, req.request.justification)
+                if v is not None]
     for text in (json.dumps(record), json.dumps(record, ensure_ascii=False)):
         leaked = [v for v in secrets if v in text or json.dumps(v)[1:-1] in text]
         assert not leaked, leaked
+    if mode == "pseudonymize":  # and the record still replays to the decision it records
+        replayed = HelpdeskPolicy(engine="native").decide(record["input"])
+        assert _verdict_part(replayed.to_dict()) == _verdict_part(record["result"])
+        assert replayed.parity_key()[:-1] == decision.parity_key()[:-1]
 
 
 # ----------------------------------------------------------------------- closing

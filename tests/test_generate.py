@@ -29,10 +29,14 @@ from helpdesk_policy.models import (
 #: sha256 of generate_request_dicts(200, seed=1) as sorted-key JSON. If this
 #: changes, every published "GEN-1-…" example and every CI diff baseline
 #: changes meaning: only update it on purpose (and say so in the changelog).
-#: Last changed on purpose: ``relationship: self`` now requires a requester of
-#: the target's kind (the request model refuses an AI agent claiming to *be*
-#: a human target), so the generator draws the requester kind from the target.
-GOLDEN_200_SEED_1 = "ea5c747e15740b7b79fd7bab11ece14ce151f26c7eb02cc00db49c02ca051da5"
+#: Last changed on purpose: policy v2. The action ``temporary_access_pass``
+#: joins the cycle (18 actions), and every request carries the v2 facts
+#: (requested privilege tier, consent scope and reach, ``runs_as``, the
+#: target's manager of record, the contact's age, publisher verification,
+#: ``holds_secret``, ``enrolled_factor_available``), environments in inventory
+#: spellings and security/helpdesk roles; a missing credential-change history
+#: is drawn more often, since v2 reads it as a change within the window.
+GOLDEN_200_SEED_1 = "f961c74dd76a147b54cec41008cc6efb90a101e66f57e709121d7dd1c10cac16"
 
 
 def _digest(docs: list[dict[str, Any]]) -> str:
@@ -101,8 +105,9 @@ def test_200_requests_cover_the_whole_vocabulary(sample: list[Request], name: st
     assert seen == expected, f"{name}: missing {sorted(expected - seen)}"
 
 
-def test_every_action_appears_in_any_17_consecutive_requests() -> None:
-    reqs = generate_requests(17, seed=3)
+def test_every_action_appears_in_any_18_consecutive_requests() -> None:
+    assert len(Action) == 18
+    reqs = generate_requests(18, seed=3)
     assert {r.request.action for r in reqs} == set(Action)
 
 
@@ -128,6 +133,56 @@ def test_cross_field_rules_and_optional_facts(sample: list[Request]) -> None:
     assert {r.target.vip for r in sample} == {True, False}
     assert any(r.context.failed_verifications_24h for r in sample)
     assert any(r.context.recent_credential_change_hours is not None for r in sample)
+
+
+V2_FACTS: list[tuple[str, Callable[[Request], Any], Callable[[Request], bool]]] = [
+    # (fact, how to read it, the requests it applies to)
+    ("requested_privilege_tier", lambda r: r.request.requested_privilege_tier,
+     lambda r: r.request.action in {Action.ACCESS_GRANT, Action.ROLE_CHANGE, Action.PRIVILEGE_ELEVATION,
+                                    Action.DELEGATED_ADMIN}),
+    ("consent_scope", lambda r: r.request.consent_scope, lambda r: r.request.action is Action.OAUTH_CONSENT),
+    ("consent_tenant_wide", lambda r: r.request.consent_tenant_wide,
+     lambda r: r.request.action is Action.OAUTH_CONSENT),
+    ("runs_as", lambda r: r.actor.runs_as, lambda r: r.actor.type is not ActorType.HUMAN),
+    ("manager", lambda r: r.target.manager, lambda r: r.target.type is TargetType.HUMAN),
+    ("contact_age_days", lambda r: r.target.contact_age_days, lambda r: True),
+    ("publisher_verified", lambda r: r.target.publisher_verified, lambda r: r.target.type is TargetType.OAUTH_APP),
+    ("holds_secret", lambda r: r.target.holds_secret, lambda r: r.target.type.is_nhi),
+    ("enrolled_factor_available", lambda r: r.context.enrolled_factor_available, lambda r: True),
+]
+
+
+@pytest.mark.parametrize(("fact", "get", "applies"), V2_FACTS, ids=[f[0] for f in V2_FACTS])
+def test_v2_facts_are_drawn_known_and_missing(fact: str, get: Callable[[Request], Any],
+                                              applies: Callable[[Request], bool]) -> None:
+    reqs = [r for r in generate_requests(600, seed=0) if applies(r)]
+    values = [get(r) for r in reqs]
+    assert None in values and any(v is not None for v in values), fact
+
+
+def test_v2_rules_get_their_triggers() -> None:
+    """The comparisons the v2 rules make come up often enough to matter."""
+    reqs = generate_requests(600, seed=0)
+    agents = [r for r in reqs if r.actor.type is ActorType.AI_AGENT]
+    # An agent acting on the identity it runs as, or for the target or an owner.
+    assert sum(r.actor.runs_as == r.target.id for r in agents) >= 10
+    assert sum(r.actor.on_behalf_of == r.target.id for r in agents) >= 10
+    assert sum(r.actor.on_behalf_of in r.target.owners for r in agents if r.target.type.is_nhi) >= 5
+    # The manager of record is the requester (or the person an agent acts for), or someone else.
+    humans = [r for r in reqs if r.target.type is TargetType.HUMAN and r.target.manager is not None]
+    assert sum(r.target.manager == r.actor.id for r in humans) >= 20
+    assert sum(r.target.manager not in (r.actor.id, r.actor.on_behalf_of) for r in humans) >= 20
+    # Environments in inventory spellings, stored canonical; production and non-production both.
+    environments = {r.target.environment for r in reqs if r.target.environment is not None}
+    assert {"prod", "production", "prd", "staging", "dev"} <= environments
+    assert all(e == e.strip().lower() for e in environments)
+    # Security and helpdesk roles, which open containment and information requests.
+    roles = {role for r in reqs for role in r.actor.roles}
+    assert {"security", "helpdesk", "service_desk"} <= roles
+    # Contact ages on both sides of the stock 30-day minimum.
+    ages = {r.target.contact_age_days for r in reqs}
+    assert {29, 30, 31} <= ages
+    assert any(r.request.action is Action.TEMPORARY_ACCESS_PASS for r in reqs)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7, 123])

@@ -35,6 +35,7 @@ ROOMS: dict[str, str] = {
     "loading": "core",
     "digest": "core",
     "regocheck": "core",
+    "catalogue": "core",
     "resources": "core",
     "policyset": "core",
     "expectations": "core",
@@ -217,7 +218,9 @@ def test_no_modules_import_each_other() -> None:
 def test_an_import_cycle_is_caught() -> None:
     sources = tree_sources()
     sources["config.py"] += "\ndef _stock():\n    from .policyset import PolicySet\n"
-    assert ["helpdesk_policy.config", "helpdesk_policy.policyset"] in import_cycles(sources)
+    cycles = import_cycles(sources)
+    assert any({"helpdesk_policy.config", "helpdesk_policy.policyset"} <= set(c) for c in cycles), cycles
+    assert not import_cycles(tree_sources())
 
 
 def test_every_room_has_its_rules() -> None:

@@ -208,11 +208,17 @@ def test_optional_fields_default_to_unknown_or_none_observed() -> None:
 
 #: the decision contract, the output example's keys, exactly.
 SPEC_DECISION_KEYS = {
-    "level", "allowed", "requirements", "reasons", "obligations", "playbook",
+    "level", "allowed", "requirements", "reasons", "obligations", "playbook", "constraints",
     "engine", "degraded", "policy_revision", "decision_id", "input_digest",
 }
 SPEC_REASON_KEYS = {"code", "level", "message", "refs"}
-SPEC_OBLIGATION_KEYS = {"code", "within_hours", "fields"}
+SPEC_OBLIGATION_KEYS = {"code", "within_hours", "fields", "to"}
+#: A constraint is given in full (an approver's ``ids: null`` is not ``[]``).
+SPEC_APPROVER_KEYS = {"of_record", "ids", "exclude", "ai_agent"}
+SPEC_CALLBACK_KEYS = {
+    "to", "ids", "min_contact_age_days", "contact_age_days", "contact_usable", "fallback",
+    "not_the_recovered_factor", "request_supplied", "ai_agent",
+}
 
 
 @settings(max_examples=100)
@@ -223,6 +229,16 @@ def test_decision_to_dict_is_exactly_the_spec_shape(req: Request) -> None:
     assert set(doc) == SPEC_DECISION_KEYS
     assert all(set(r) == SPEC_REASON_KEYS for r in doc["reasons"])
     assert all("code" in o and set(o) <= SPEC_OBLIGATION_KEYS for o in doc["obligations"])
+    # The stock policy always states its constraints: exactly the checks the level requires.
+    constraints = doc["constraints"]
+    assert set(constraints) == ({"approver"} if "manager_approval" in doc["requirements"] else set()) | (
+        {"callback"} if "out_of_band_callback" in doc["requirements"] else set())
+    if "approver" in constraints:
+        assert set(constraints["approver"]) == SPEC_APPROVER_KEYS and constraints["approver"]["ai_agent"] is False
+    if "callback" in constraints:
+        callback = constraints["callback"]
+        assert set(callback) == SPEC_CALLBACK_KEYS
+        assert (callback["ai_agent"], callback["request_supplied"]) == (False, False)
     assert json.loads(decision.to_json()) == doc
     assert isinstance(doc["level"], str) and isinstance(doc["allowed"], bool)
     assert doc["policy_revision"].startswith("sha256:") and doc["input_digest"].startswith("sha256:")
@@ -252,7 +268,13 @@ def test_construct_trusted_equals_a_validated_model(req: Request) -> None:
     decision = _native_policy().decide(req)
     assert Decision.model_validate(decision.model_dump()) == decision
     assert decision.model_copy(update={"engine": "x"}).engine == "x"
-    assert construct_trusted(Obligation, {"code": "c", "within_hours": None, "fields": None}) == Obligation(code="c")
+    for part in ("approver", "callback"):  # nested constraints built the same way
+        fast_part = None if fast.constraints is None else getattr(fast.constraints, part)
+        slow_part = None if slow.constraints is None else getattr(slow.constraints, part)
+        assert fast_part == slow_part
+        assert fast_part is None or fast_part.model_fields_set == slow_part.model_fields_set  # type: ignore[union-attr]
+    assert construct_trusted(Obligation, {"code": "c", "within_hours": None, "fields": None, "to": None}) == (
+        Obligation(code="c"))
 
 
 # ------------------------------------------------------- verdict consistency
@@ -467,12 +489,60 @@ def test_identifiers_hold_printable_characters_only(field: str, shape: Any, path
     assert MARK not in str(info.value) and MARK not in repr(info.value.errors)
 
 
-@pytest.mark.parametrize(("field", "shape", "path"), ID_FIELDS, ids=[p for _, _, p in ID_FIELDS])
-@pytest.mark.parametrize("value", [" u-1", "u-1 ", "u-1\u3000", "\u00a0u-1", "u-1\u2003"])
+#: Every identifier-like field but the environment, which is normalised instead (below).
+_UNTRIMMED_FIELDS = [f for f in ID_FIELDS if f[2] != "target.environment"]
+_PADDED = [" u-1", "u-1 ", "u-1\u3000", "\u00a0u-1", "u-1\u2003"]
+
+
+@pytest.mark.parametrize(("field", "shape", "path"), _UNTRIMMED_FIELDS, ids=[p for _, _, p in _UNTRIMMED_FIELDS])
+@pytest.mark.parametrize("value", _PADDED)
 def test_identifiers_have_no_surrounding_whitespace(field: str, shape: Any, path: str, value: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         parse_request(_with(field, shape, value))
     assert info.value.paths == [path] and "whitespace" in str(info.value)
+
+
+@pytest.mark.parametrize("value", _PADDED)
+def test_an_environment_is_trimmed_not_refused(value: str) -> None:
+    """Issue 10 item 5: the environment is normalised (case, whitespace), so a
+    directory export's padding is the same environment, not an error."""
+    assert parse_request(_doc(target__environment=value)).target.environment == "u-1"
+
+
+@pytest.mark.parametrize("value", [" ", "\u3000", " \u00a0\u2003 "])
+def test_a_blank_environment_is_refused(value: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(target__environment=value))
+    assert info.value.paths == ["target.environment"] and "whitespace" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["prod\n", "\tprod", "prod\x1f", "prod\u2028", "\x85prod"])
+def test_only_spaces_are_trimmed_from_an_environment(value: str) -> None:
+    # Padding is space separators; a control or line separator at an end is refused, not trimmed.
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(_doc(target__environment=value))
+    assert info.value.paths == ["target.environment"]
+
+
+#: An NHI key reissue by its owner over chat (a remote channel, so not the owner's
+#: strong hygiene path): the environment decides nhi_critical_environment.
+_NHI = {"request__action": "api_key_reissue", "request__channel": "chat",
+        "actor__relationship": "owner", "actor__auth_strength": "mfa",
+        "target__id": "key-1", "target__type": "api_key", "target__privileged": False, "target__privilege_tier": 0,
+        "target__owners": ["u-123"], "context__risk_signals": [], "context__recent_credential_change_hours": 1000}
+
+
+@pytest.mark.parametrize(("environment", "production"), [
+    ("staging", False), (" Staging ", False), ("STAGING", False), ("\uff53\uff54\uff41\uff47\uff49\uff4e\uff47", False),
+    ("DEV", False), ("Sandbox\u3000", False),
+    ("production", True), ("PROD", True), (" Production ", True), ("prd", True), ("staging-eu", True), ("stagé", True),
+])
+def test_the_environment_is_compared_in_canonical_form(environment: str, production: bool) -> None:
+    """A production NHI recorded as "PROD" keeps nhi_critical_environment, a
+    padded or upper-case non-production name is still non-production, and any
+    name not recognised as non-production counts as production."""
+    codes = {r.code for r in _native_policy().decide(_doc(**_NHI, target__environment=environment)).reasons}
+    assert ("nhi_critical_environment" in codes) is production
 
 
 @pytest.mark.parametrize(("field", "shape", "path"), ID_FIELDS[:5], ids=[p for _, _, p in ID_FIELDS[:5]])
@@ -506,13 +576,14 @@ def test_identity_identifiers_are_stored_in_canonical_form() -> None:
     assert req.actor.id == req.target.id == "agent-7"
     assert req.actor.on_behalf_of == "u-123" and req.actor.roles == ["helpdesk_bot", "strasse"]
     assert req.target.owners == ["u-123", "u-9"]
-    # The ticket number is shown to people and keeps its spelling; environments too (for now).
-    assert req.request.id == "INC-Ｘ1" and req.target.environment == "Production"
+    # The ticket number is shown to people and keeps its spelling; the environment is
+    # compared with the config's non-production names, so it is stored canonical too.
+    assert req.request.id == "INC-Ｘ1" and req.target.environment == "production"
     assert parse_request(req.to_input()) == req  # a fixed point
     assert input_digest(req) == input_digest(parse_request(_doc(
         actor__id="agent-7", actor__type="ai_agent", actor__on_behalf_of="u-123", actor__roles=["helpdesk_bot", "strasse"],
         target__id="agent-7", target__type="ai_agent", target__owners=["u-123", "u-9"],
-        request__id="INC-Ｘ1", target__environment="Production")))
+        request__id="INC-Ｘ1", target__environment="production")))
 
 
 def test_free_text_may_hold_anything_but_a_lone_surrogate() -> None:
@@ -797,6 +868,14 @@ def test_config_environments_hold_what_every_engine_reads_alike(environment: str
     """rego-cpp keeps a string read from JSON data escaped ("prod\\u00e9"), so it
     never equals the input's "prodé" there while it does in Python and OPA."""
     with pytest.raises(InvalidConfigError) as info:
-        load_config({"critical_environments": ["production", environment]})
-    assert [p.split(".")[0] for p in info.value.paths] == ["critical_environments"]
-    assert load_config({"critical_environments": ["production", "pre-prod_2 (EU)"]})
+        load_config({"non_production_environments": ["staging", environment]})
+    assert [p.split(".")[0] for p in info.value.paths] == ["non_production_environments"]
+    assert load_config({"non_production_environments": ["staging", "pre-prod_2 (eu)"]})
+
+
+def test_config_environments_are_written_in_the_form_requests_are_compared_in() -> None:
+    """A request's environment is stored case-folded: an upper-case config entry
+    could never match, and that environment would silently count as production."""
+    with pytest.raises(InvalidConfigError, match="lower case") as info:
+        load_config({"non_production_environments": ["staging", "UAT"]})
+    assert [p.split(".")[0] for p in info.value.paths] == ["non_production_environments"]

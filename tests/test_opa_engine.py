@@ -174,7 +174,7 @@ async def _aevaluate_and_close(eng: OpaEngine, req: Request) -> Any:
 def test_push_policies_loads_a_plain_opa(policy_set: PolicySet, rego: RegoEngine) -> None:
     with OpaTestServer() as empty, OpaEngine(policy_set, url=empty.url) as eng:
         ids = eng.push_policies()
-        assert ids == sorted(policy_set.modules)
+        assert sorted(ids) == sorted(policy_set.modules) and ids.index("helpdesk/common.rego") < ids.index("helpdesk/recovery.rego")
         assert empty.count("PUT", "/v1/policies/") == len(ids)
         assert empty.count("PUT", "/v1/data/helpdesk/config") == 1
         req = parse_request(EXAMPLES[1])
@@ -422,6 +422,8 @@ def test_shadow_disagreement_is_logged_and_the_stricter_verdict_wins(
     text = record.getMessage()
     assert "'level': 'self_service'" in text and f"'level': '{expected.level.value}'" in text  # both parity keys
     assert "sha256:" in text and doc["request"]["id"] not in text  # digest, not the request
+    for identifier in (doc["actor"]["id"], doc["target"]["id"], *doc["target"].get("owners", [])):
+        assert identifier.casefold() not in text.casefold()  # nor an identity named in the constraints
 
 
 @pytest.mark.asyncio

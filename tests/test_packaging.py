@@ -26,9 +26,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_ships_policies_config_and_marker(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     stock = ROOT / "src" / "helpdesk_policy" / "policies"
-    expected = {f"helpdesk_policy/policies/{p.relative_to(stock).as_posix()}" for p in stock.rglob("*.rego")}
+    # The Rego, the config, the reason catalogue and every suite (guidance corpus included).
+    shipped = [p for p in stock.rglob("*") if p.is_file() and p.suffix in {".rego", ".yaml"}]
+    expected = {f"helpdesk_policy/policies/{p.relative_to(stock).as_posix()}" for p in shipped}
     assert expected and expected <= names
-    assert "helpdesk_policy/policies/config.yaml" in names
+    assert {"helpdesk_policy/policies/config.yaml", "helpdesk_policy/policies/reasons.yaml"} <= names
+    assert any(n.startswith("helpdesk_policy/policies/tests/guidance/") for n in names)
     assert "helpdesk_policy/py.typed" in names
 
 

@@ -9,9 +9,10 @@ Three engines decide every generated request:
   evaluates the same files with the same evaluator.
 
 "Agree" means the whole validated verdict is identical: level, allowed,
-requirements, every reason with its message and refs, obligations and
-playbook — not only the parity key guarantee 3 names, because people read the
-messages and programs act on the refs.
+requirements, every reason with its message and refs, obligations (with their
+deadlines and recipients), playbook and constraints (who may approve, whom to
+call back) — not only the parity key guarantee 3 names, because people read
+the messages and programs act on the refs and constraints.
 
 Number of examples: ``max(1000, 5 × profile max_examples)`` requests with the
 stock config, and ``max(60, profile max_examples / 3)`` generated configs with
@@ -250,7 +251,13 @@ DOCUMENTED: list[tuple[str, dict[str, Any], Level | None]] = [
         {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
         request={"id": "INC-1", "action": "password_reset", "channel": "phone",
                  "justification": "my password is hunter2, please reset it", "emergency": False},
+        context={"recent_credential_change_hours": 1000},
     ), Level.STEP_UP),
+    ("policy v2: the same call without a change history may be a chained takeover", _scenario(
+        "password_reset", "phone",
+        {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "password"},
+        {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
+    ), Level.CALLBACK),
     ("RULES: an AI agent granting itself privileges", _scenario(
         "privilege_elevation", "api",
         {"id": "bot-1", "type": "ai_agent", "relationship": "self", "authenticated": True,
@@ -334,9 +341,9 @@ def test_documented_scenario_through_the_facade(
 # ------------------------------------------------------------ fixed defects
 # Regression tests for the defects _known_defects() used to step around.
 
-def _nhi_owner_request(**context: Any) -> dict[str, Any]:
+def _nhi_owner_request(channel: str = "self_service_portal", **context: Any) -> dict[str, Any]:
     return _scenario(
-        "api_key_reissue", "self_service_portal",
+        "api_key_reissue", channel,
         {"id": "u-1", "type": "human", "relationship": "owner", "authenticated": True, "auth_strength": "mfa"},
         {"id": "key-1", "type": "api_key", "privileged": False, "privilege_tier": 0, "vip": False,
          "status": "active", "environment": "dev", "owners": ["u-1"], "owner_active": True,
@@ -370,7 +377,8 @@ def test_bug1_config_thresholds_above_the_bound_are_refused(field: str) -> None:
 
 
 def test_bug1_engines_agree_at_the_count_bound(stock_engines: dict[str, Engine]) -> None:
-    req = parse_request(_nhi_owner_request(consumers=MAX_COUNT, failed_verifications_24h=MAX_COUNT,
+    # Over chat: off the owner's hygiene path, so the distribution counts.
+    req = parse_request(_nhi_owner_request("chat", consumers=MAX_COUNT, failed_verifications_24h=MAX_COUNT,
                                            secret_age_days=MAX_COUNT))
     native = _verdict(stock_engines["native"], req)
     assert native["level"] == "callback"  # type: ignore[index]  # widely distributed, failed verifications
@@ -385,8 +393,8 @@ def test_bug2_hours_are_cut_to_a_precision_every_engine_reads(stock_engines: dic
     to 3 decimals (fail closed: a change never looks older than it is), so
     every engine reads the same number."""
     def doc(hours: float) -> dict[str, Any]:
-        return _scenario(
-            "mfa_reset", "self_service_portal",
+        return _scenario(  # by phone: the chained-change rule reads the hours on remote channels
+            "mfa_reset", "phone",
             {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
             {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
             context={"recent_credential_change_hours": hours},
@@ -425,7 +433,7 @@ def test_bug8_rego_engine_fails_with_an_engine_error_on_unparsable_output(stock_
     from helpdesk_policy.models import Context
 
     req = parse_request(_scenario(  # the chained-change rule compares these hours with the window
-        "password_reset", "self_service_portal",
+        "password_reset", "phone",
         {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
         {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
     ))
@@ -451,8 +459,8 @@ def test_bug9_rego_compound_risk_with_ten_medium_signals() -> None:
     cfg = load_config({"high_risk_signals": []})  # every signal is "medium"
     engines = _three_engines(PolicySet(config=cfg))
     for action in ("account_unlock", "delegated_admin"):  # baselines self_service and above
-        doc = _scenario(
-            action, "self_service_portal",
+        doc = _scenario(  # at the walk-in desk: off the strong self-service path, where signals compound
+            action, "walk_in",
             {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
             {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
             context={"risk_signals": [s.value for s in RiskSignal]},
@@ -507,9 +515,10 @@ def test_parity_over_identifiers_from_the_whole_unicode_range(
     assert ran["valid"] >= N_UNICODE // 4 and ran["refused"] >= N_UNICODE // 10, ran
 
 
-def _api_key_reissue(actor_id: str, owners: list[str], **target: Any) -> dict[str, Any]:
+def _api_key_reissue(actor_id: str, owners: list[str], channel: str = "self_service_portal",
+                     **target: Any) -> dict[str, Any]:
     return _scenario(
-        "api_key_reissue", "self_service_portal",
+        "api_key_reissue", channel,
         {"id": actor_id, "type": "human", "relationship": "helpdesk_agent", "authenticated": True,
          "auth_strength": "mfa"},
         {"id": "key-1", "type": "api_key", "privileged": False, "privilege_tier": 0, "vip": False,
@@ -596,19 +605,216 @@ def test_nhi_ownership_is_decided_on_one_spelling(
 
 def test_a_config_environment_no_engine_reads_alike_is_refused(stock_engines: dict[str, Engine]) -> None:
     """rego-cpp keeps a string it reads from JSON data escaped ("prod\\u00e9"),
-    so "prodé" would be critical for native and OPA and not for rego."""
-    with pytest.raises(InvalidConfigError) as info:
-        load_config({"critical_environments": ["prodé"]})
-    assert info.value.paths == ["critical_environments.0"]
-    cfg = load_config({"critical_environments": ["prod-eu"]})
+    so "devé" would be non-production for native and OPA and not for rego.
+    Environments are compared canonical (trimmed, case-folded), so config
+    entries are lower-case printable ASCII."""
+    for bad in ("devé", "Dev"):
+        with pytest.raises(InvalidConfigError) as info:
+            load_config({"non_production_environments": [bad]})
+        assert info.value.paths == ["non_production_environments.0"]
+    cfg = load_config({"non_production_environments": ["dev-eu"]})
     engines = _three_engines(PolicySet(config=cfg))
     try:
-        for env in ("prod-eu", "prodé", "Prod-EU"):
-            req = parse_request(_api_key_reissue("u-7", ["u-7"], environment=env))
+        for env in ("dev-eu", "devé", "DEV-EU", " Dev-Eu ", "production"):
+            # Over chat: off the owner's hygiene path, so the environment counts.
+            req = parse_request(_api_key_reissue("u-7", ["u-7"], "chat", environment=env))
             verdicts = [_verdict(engine, req) for engine in engines.values()]
             assert verdicts[0] == verdicts[1] == verdicts[2], env
-            critical = "nhi_critical_environment" in {r["code"] for r in verdicts[0]["reasons"]}  # type: ignore[index]
-            assert critical is (env == "prod-eu")
+            production = "nhi_critical_environment" in {r["code"] for r in verdicts[0]["reasons"]}  # type: ignore[index]
+            assert production is (env.strip().lower() != "dev-eu")
     finally:
         for engine in engines.values():
             engine.close()
+
+
+# ------------------------------------------------ policy v2: targeted parity
+# Every rule family policy v2 added or reworked, on hand-written requests
+# (both sides of each condition) and on generated requests narrowed to it, so
+# the families are exercised however the default strategies weigh them.
+
+_V2_BASE: dict[str, Any] = {
+    "request": {"id": "INC-V2", "action": "mfa_reset", "channel": "phone"},
+    "actor": {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
+    "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False, "status": "active"},
+    "context": {"recent_credential_change_hours": 1000, "enrolled_factor_available": True},
+}
+
+_NHI_TARGET = {"id": "svc-1", "type": "service_account", "privileged": False, "privilege_tier": 0, "vip": False,
+               "status": "active", "environment": "production", "owners": ["u-2"], "owner_active": True,
+               "secret_age_days": 10, "consumers": 40, "in_secrets_manager": True}
+
+_AGENT = {"id": "bot-1", "type": "ai_agent", "relationship": "helpdesk_agent", "authenticated": True,
+          "auth_strength": "phishing_resistant", "on_behalf_of": "u-1"}
+
+
+def _v2(**sections: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(_V2_BASE))
+    for section, fields in sections.items():
+        if section.endswith("_replace"):
+            doc[section.removesuffix("_replace")] = fields
+        else:
+            doc[section].update(fields)
+    return doc
+
+
+V2_CASES: dict[str, dict[str, Any]] = {
+    # baseline: the strong paths
+    "strong self-service, phishing-resistant": _v2(request={"channel": "self_service_portal"},
+                                                    actor={"auth_strength": "phishing_resistant"}),
+    "strong self-service with a leaked credential (remediation)": _v2(
+        request={"action": "password_reset", "channel": "self_service_portal"},
+        actor={"auth_strength": "phishing_resistant"}, context={"risk_signals": ["leaked_credential", "new_device"]}),
+    "portal, push MFA, impossible travel": _v2(request={"action": "mfa_add_factor", "channel": "self_service_portal"},
+                                               context={"risk_signals": ["impossible_travel"]}),
+    "portal, failed verifications": _v2(request={"action": "password_reset", "channel": "self_service_portal"},
+                                        context={"failed_verifications_24h": 4}),
+    "workload rotating itself": _v2(
+        request={"action": "secret_rotation", "channel": "api"},
+        actor={"id": "svc-1", "type": "service", "auth_strength": "phishing_resistant"}, target_replace=_NHI_TARGET),
+    "workload rotating itself with a static secret": _v2(
+        request={"action": "secret_rotation", "channel": "api"},
+        actor={"id": "svc-1", "type": "service", "auth_strength": "password"}, target_replace=_NHI_TARGET),
+    "workload whose owner left": _v2(
+        request={"action": "secret_rotation", "channel": "api"},
+        actor={"id": "svc-1", "type": "service", "auth_strength": "phishing_resistant"},
+        target_replace={**_NHI_TARGET, "owner_active": False}),
+    "owner rotating in the portal": _v2(
+        request={"action": "secret_rotation", "channel": "self_service_portal"},
+        actor={"id": "u-2", "relationship": "owner"}, target_replace=_NHI_TARGET),
+    "owner reissuing a leaked key over chat": _v2(
+        request={"action": "api_key_reissue", "channel": "chat"}, actor={"id": "u-2", "relationship": "owner"},
+        target_replace={**_NHI_TARGET, "in_secrets_manager": None}, context={"risk_signals": ["leaked_credential"]}),
+    # recovery
+    "phone MFA reset, no factor": _v2(actor={"authenticated": False, "auth_strength": "none"},
+                                      context={"enrolled_factor_available": None}),
+    "walk-in MFA reset, no factor": _v2(request={"channel": "walk_in"}, actor={"auth_strength": "password"},
+                                        context={"enrolled_factor_available": False}),
+    "temporary access pass by phone": _v2(request={"action": "temporary_access_pass"},
+                                          actor={"authenticated": False, "auth_strength": "none"}),
+    "VIP contact change by email, no history": _v2(request={"action": "contact_change", "channel": "email"},
+                                                   target={"vip": True, "contact_age_days": 400},
+                                                   context={"recent_credential_change_hours": None}),
+    "manager of record asking": _v2(actor={"id": "u-9", "relationship": "manager"}, target={"manager": "u-9"}),
+    "manager claim the directory contradicts": _v2(actor={"id": "u-9", "relationship": "manager"},
+                                                  target={"manager": "u-8"}),
+    "owner claim on a person": _v2(actor={"id": "u-9", "relationship": "owner"}),
+    "agent for the manager of record": _v2(actor={**_AGENT, "on_behalf_of": "u-9"}, target={"manager": "u-9"}),
+    "agent with no principal": _v2(actor={**_AGENT, "relationship": "manager", "on_behalf_of": None}),
+    "unlock of a tier-3 admin by phone": _v2(request={"action": "account_unlock"}, target={"privilege_tier": 3}),
+    # access
+    "stated tier-0 grant": _v2(request={"action": "access_grant", "channel": "walk_in", "requested_privilege_tier": 0}),
+    "stated tier-5 grant": _v2(request={"action": "role_change", "channel": "walk_in", "requested_privilege_tier": 5}),
+    "unstated elevation of a tier-4 account": _v2(request={"action": "privilege_elevation", "channel": "walk_in"},
+                                                  target={"privilege_tier": 4, "manager": "u-9"}),
+    "emergency delegated admin": _v2(request={"action": "delegated_admin", "emergency": True}),
+    # containment
+    "holder revoking tokens": _v2(request={"action": "token_revoke"}),
+    "colleague disabling a VIP": _v2(request={"action": "account_disable"},
+                                     actor={"id": "u-9", "relationship": "helpdesk_agent"}, target={"vip": True}),
+    "colleague revoking on a leak alert": _v2(request={"action": "token_revoke"},
+                                              actor={"id": "u-9", "relationship": "helpdesk_agent"},
+                                              context={"risk_signals": ["leaked_credential"]}),
+    "security analyst disabling an admin": _v2(request={"action": "account_disable"},
+                                               actor={"id": "u-9", "relationship": "admin", "roles": ["Security"]},
+                                               target={"privilege_tier": 2}),
+    "agent with no principal revoking": _v2(request={"action": "credential_revoke"},
+                                            actor={**_AGENT, "on_behalf_of": None}),
+    # information requests
+    "holder asking about their factors": _v2(request={"action": "info_request"}),
+    "stranger asking about someone's factors": _v2(request={"action": "info_request"},
+                                                   actor={"id": "u-9", "relationship": "other",
+                                                          "authenticated": False, "auth_strength": "none"}),
+    "verified helpdesk agent asking": _v2(request={"action": "info_request", "channel": "api"},
+                                          actor={"id": "u-9", "relationship": "helpdesk_agent", "roles": ["helpdesk"]}),
+    # NHI
+    "unlock of a production NHI by its owner": _v2(request={"action": "account_unlock", "channel": "self_service_portal"},
+                                                    actor={"id": "u-2", "relationship": "owner"},
+                                                    target_replace={**_NHI_TARGET, "consumers": None}),
+    "grant to a secretless workload": _v2(request={"action": "access_grant", "requested_privilege_tier": 0},
+                                          actor={"id": "u-2", "relationship": "owner"},
+                                          target_replace={**_NHI_TARGET, "type": "workload_identity",
+                                                          "holds_secret": False, "secret_age_days": None,
+                                                          "in_secrets_manager": None}),
+    "role change of an NHI with an unmanaged secret": _v2(request={"action": "role_change", "channel": "walk_in"},
+                                                          actor={"id": "u-2", "relationship": "owner"},
+                                                          target_replace={**_NHI_TARGET, "in_secrets_manager": False}),
+    "creating an NHI for another owner": _v2(request={"action": "service_account_create", "channel": "walk_in"},
+                                             actor={"id": "u-7", "relationship": "admin"},
+                                             target_replace={**_NHI_TARGET, "secret_age_days": None}),
+    # OAuth consent
+    "safe consent": _v2(request={"action": "oauth_consent", "channel": "self_service_portal", "consent_scope": "low",
+                                 "consent_tenant_wide": False},
+                        actor={"relationship": "admin"},
+                        target_replace={**_NHI_TARGET, "type": "oauth_app", "publisher_verified": True}),
+    "consent with nothing stated": _v2(request={"action": "oauth_consent"}, actor={"relationship": "admin"},
+                                       target_replace={**_NHI_TARGET, "type": "oauth_app", "owner_active": None}),
+    # AI agents
+    "agent granting the account it runs as": _v2(
+        request={"action": "access_grant", "channel": "api"},
+        actor={**_AGENT, "relationship": "admin", "on_behalf_of": "u-2", "runs_as": "svc-1"}, target_replace=_NHI_TARGET),
+    "agent granting an NHI it co-owns": _v2(
+        request={"action": "role_change", "channel": "api"}, actor={**_AGENT, "relationship": "owner", "on_behalf_of": "u-2"},
+        target_replace={**_NHI_TARGET, "owners": ["u-2", "bot-1"]}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(V2_CASES))
+def test_v2_rule_families_agree(stock_engines: dict[str, Engine], name: str, example_counts: Any) -> None:
+    req = parse_request(V2_CASES[name])
+    _assert_identical(stock_engines, req, load_config(), example_counts, "parity/v2 cases")
+    example_counts["parity/v2 hand-written cases"] += 1
+
+
+#: Generated requests narrowed to one rule family each.
+V2_FAMILIES: dict[str, dict[str, Any]] = {
+    "strong self-service": {"channel": "self_service_portal", "actor_type": "human", "relationship": "self",
+                            "target_type": "human"},
+    "workload self path": {"actor_type": "service", "relationship": "self", "channel": "api",
+                           "action": st.sampled_from(["api_key_reissue", "secret_rotation"])},
+    "owner path": {"actor_type": "human", "relationship": "owner", "target_type": st.sampled_from(["api_key", "service_account"]),
+                   "action": st.sampled_from(["api_key_reissue", "secret_rotation"])},
+    "factor recovery": {"target_type": "human", "action": st.sampled_from(["mfa_reset", "mfa_add_factor", "contact_change",
+                                                                            "temporary_access_pass"])},
+    "access": {"action": st.sampled_from(["access_grant", "role_change", "privilege_elevation", "delegated_admin"])},
+    "containment": {"action": st.sampled_from(["token_revoke", "credential_revoke", "account_disable"])},
+    "information requests": {"action": "info_request"},
+    "oauth consent": {"action": "oauth_consent"},
+    "ai agents": {"actor_type": "ai_agent"},
+}
+
+
+@pytest.mark.parametrize("family", sorted(V2_FAMILIES))
+def test_v2_rule_families_agree_on_generated_requests(
+    stock_engines: dict[str, Engine], family: str, example_counts: Any
+) -> None:
+    cfg = load_config()
+
+    @settings(max_examples=max(60, settings.default.max_examples // 4))
+    @given(req=requests(**V2_FAMILIES[family]))
+    def check(req: Request) -> None:
+        _assert_identical(stock_engines, req, cfg, example_counts, f"parity/v2 {family}")
+        example_counts[f"parity/v2 family {family}: requests"] += 1
+
+    check()
+
+
+@pytest.mark.parametrize("spelling", ['corp\\jdoe', 'a"b', "u-1\uff02", "\uff3cx"])
+def test_an_identifier_no_engine_echoes_alike_is_refused(stock_engines: dict[str, Engine], spelling: str) -> None:
+    """A decision echoes identifiers (constraints name the approvers, the
+    excluded requester, the callback target), and rego-cpp prints '"' and
+    '\\\\' inside strings unescaped: its output would stop being JSON, or read
+    as another id. Identifiers holding one, as sent or once normalised
+    (fullwidth quotation mark and reverse solidus), are refused."""
+    doc = _v2(actor={"id": spelling}, target={"id": spelling})
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(doc)
+    assert info.value.paths == ["actor.id", "target.id"]
+    for field in ("manager", "owners"):
+        bad = _v2(target={field: [spelling] if field == "owners" else spelling})
+        with pytest.raises(InvalidRequestError):
+            parse_request(bad)
+    # The same request spelled without it is decided alike, its ids echoed.
+    req = parse_request(_v2(target={"privilege_tier": 2, "manager": "corp-jdoe"}))
+    verdicts = [_verdict(engine, req) for engine in stock_engines.values()]
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+    assert verdicts[0]["constraints"]["approver"]["ids"] == ["corp-jdoe"]  # type: ignore[index]

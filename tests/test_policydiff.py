@@ -30,7 +30,7 @@ from helpdesk_policy.ci.diff import (
     parse_git_spec,
     resolve_policy_source,
 )
-from helpdesk_policy.ci.suites import stock_suite_paths
+from helpdesk_policy.ci.suites import load_suites, stock_suite_paths
 from helpdesk_policy.cli.ci import diff_command
 from helpdesk_policy.policyset import PolicySet
 from helpdesk_policy.resources import stock_policy_dir
@@ -39,10 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "requests"
 N, SEED = 300, 3
 
-PRIVILEGED_REMOTE = ('"code": "privileged_remote_recovery",\n\t"level": "callback",',
-                     '"code": "privileged_remote_recovery",\n\t"level": "manager_approval",')
-SUSPENDED = ('"code": "target_suspended",\n\t"level": "manager_approval",',
-             '"code": "target_suspended",\n\t"level": "callback",')
+#: The stock agents suite: its cases, counted rather than pinned.
+AGENTS_SUITE = stock_policy_dir() / "tests" / "agents.yaml"
+AGENTS_CASES = len(load_suites([AGENTS_SUITE])[0].cases)
+
+PRIVILEGED_REMOTE = ('common.reason("privileged_remote_recovery", "callback",',
+                     'common.reason("privileged_remote_recovery", "manager_approval",')
+SUSPENDED = ('common.reason("target_suspended", "manager_approval",',
+             'common.reason("target_suspended", "callback",')
 
 
 def copy_stock(dest: Path) -> Path:
@@ -57,13 +61,14 @@ def edit(policy_dir: Path, file: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-def drop_rule(policy_dir: Path, file: str, code: str) -> None:
-    """Remove the ``reasons contains {...} if {...}`` block whose code is ``code``."""
+def drop_rule(policy_dir: Path, file: str, key: str) -> None:
+    """Remove the ``reasons contains common.reason(key, ...) if {...}`` rule (``key``: the
+    catalogue key as written, a string literal or the name of the rule that picks it)."""
     path = policy_dir / "helpdesk" / file
     text = path.read_text(encoding="utf-8")
-    pattern = re.compile(r'\nreasons contains \{\n\t"code": "' + code + r'",.*?\n\}\n(?=\n|$)', re.S)
+    pattern = re.compile(r'\nreasons contains common\.reason\(' + re.escape(key) + r', .*?\n\}\n(?=\n|$)', re.S)
     new, n = pattern.subn("\n", text)
-    assert n == 1, f"rule {code} not found once in {file}"
+    assert n == 1, f"rule {key} not found once in {file}"
     path.write_text(new, encoding="utf-8")
 
 
@@ -124,7 +129,7 @@ def test_lowering_one_rule_reports_exactly_the_affected_decisions(
 
 def test_dropping_a_deny_rule(tmp_path: Path, cases: list[Any], base_decisions: dict[str, Any]) -> None:
     head = copy_stock(tmp_path / "head")
-    drop_rule(head, "recovery.rego", "unrelated_requester")
+    drop_rule(head, "recovery.rego", "unrelated_key")
     report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
 
     code = "unrelated_requester"
@@ -170,13 +175,18 @@ def test_a_config_deadline_change_is_judged_by_its_direction(tmp_path: Path, bas
     # previous credential is a loosening even though no level changes.
     head = copy_stock(tmp_path / "head")
     cfg = yaml.safe_load((head / "config.yaml").read_text(encoding="utf-8"))
-    assert cfg["revoke_previous_within_hours"] not in (hours,)
+    stock_hours = cfg["revoke_previous_within_hours"]
+    assert stock_hours != hours and cfg["revoke_compromised_within_hours"] not in (stock_hours, hours)
     cfg["revoke_previous_within_hours"] = hours
     (head / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
-    affected = {n for n, d in base_decisions.items()
-                if "revoke_previous_credential" in {o.code for o in d.obligations}}
-    assert affected
+    deadlines = {n: [o.within_hours for o in d.obligations if o.code == "revoke_previous_credential"]
+                 for n, d in base_decisions.items()}
+    # A lost factor or a leaked key is revoked at once (revoke_compromised_within_hours):
+    # only the replaced credentials' deadline follows revoke_previous_within_hours.
+    affected = {n for n, hs in deadlines.items() if hs == [stock_hours]}
+    at_once = {n for n, hs in deadlines.items() if hs == [cfg["revoke_compromised_within_hours"]]}
+    assert affected and at_once, "the sample must hold both deadlines"
     assert {d.case.name for d in report.of(expected)} == affected
     assert all(d.obligations_changed == ("revoke_previous_credential",) for d in report.of(expected))
     assert report.counts()["unchanged"] == len(cases) - len(affected)
@@ -188,7 +198,7 @@ def test_dropping_an_obligation_is_a_loosening(tmp_path: Path, base_decisions: d
     head = copy_stock(tmp_path / "head")
     rego = head / "helpdesk" / "obligations.rego"
     text = rego.read_text(encoding="utf-8")
-    rule = 'obligations contains {"code": "terminate_sessions"} if {'
+    rule = 'unless_denied contains {"code": "terminate_sessions"} if {'
     assert rule in text
     rego.write_text(text.replace(rule, rule + "\n\tfalse"), encoding="utf-8")
     report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
@@ -277,7 +287,8 @@ def test_default_is_generated_requests(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_head_that_cannot_decide_fails(tmp_path: Path) -> None:
     head = copy_stock(tmp_path / "broken")
     # An unknown level makes the decision undefined for every AI-agent request.
-    edit(head, "agents.rego", '"level": cfg.ai_agent_level,', '"level": "sometimes",')
+    edit(head, "agents.rego", 'common.reason("ai_agent_requester", cfg.ai_agent_level,',
+         'common.reason("ai_agent_requester", "sometimes",')
     result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "60", "--format", "json")
     assert result.exit_code == 1
     doc = json.loads(result.output)
@@ -323,15 +334,15 @@ def test_every_case_file_format(tmp_path: Path) -> None:
     (tmp_path / "many.json").write_text(json.dumps([a, b]), encoding="utf-8")
     (tmp_path / "lines.jsonl").write_text(json.dumps(a) + "\n\n" + json.dumps(b) + "\n", encoding="utf-8")
     (tmp_path / "lines-as.json").write_text(json.dumps(a) + "\n" + json.dumps(b) + "\n", encoding="utf-8")
-    shutil.copy(stock_policy_dir() / "tests" / "agents.yaml", tmp_path / "agents.yaml")
+    shutil.copy(AGENTS_SUITE, tmp_path / "agents.yaml")
     (tmp_path / "notes.txt").write_text("ignored", encoding="utf-8")
     found = load_cases([tmp_path])
     names = [c.name for c in found]
-    assert sum(n.startswith("agents.yaml: ") for n in names) == 8
+    assert AGENTS_CASES > 1 and sum(n.startswith("agents.yaml: ") for n in names) == AGENTS_CASES
     assert any(n.endswith("lines.jsonl:3 (" + b["request"]["id"] + ")") for n in names)
     assert any(n.endswith("many.json[1] (" + b["request"]["id"] + ")") for n in names)
     assert any(n.endswith("one.json (" + a["request"]["id"] + ")") for n in names)
-    assert len(found) == 8 + 1 + 2 + 2 + 2
+    assert len(found) == AGENTS_CASES + 1 + 2 + 2 + 2
 
 
 def test_decision_log_records_are_cases(tmp_path: Path, loosened: Path) -> None:
@@ -592,10 +603,11 @@ def test_a_non_utf8_case_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_case_directories_are_read_recursively(tmp_path: Path) -> None:
     (tmp_path / "guidance").mkdir()
-    shutil.copy(stock_policy_dir() / "tests" / "agents.yaml", tmp_path / "guidance" / "agents.yaml")
+    shutil.copy(AGENTS_SUITE, tmp_path / "guidance" / "agents.yaml")
     shutil.copy(EXAMPLES / "01-portal-password-reset.json", tmp_path / "one.json")
     names = [c.name for c in load_cases([tmp_path])]
-    assert sum(n.startswith("guidance/agents.yaml: ") for n in names) == 8 and len(names) == 9
+    assert sum(n.startswith("guidance/agents.yaml: ") for n in names) == AGENTS_CASES
+    assert len(names) == AGENTS_CASES + 1
 
 
 # ------------------------------------------------------------------ OPA conformance
@@ -639,7 +651,7 @@ def test_opa_conformance_is_reported_skipped_or_required(monkeypatch: pytest.Mon
 def test_a_playbook_for_a_lower_level_cannot_pass(tmp_path: Path) -> None:
     head = copy_stock(tmp_path / "head")
     # Every decision would open the self-service playbook, a callback included.
-    edit(head, "decision.rego", 'replace(level, "_", "-")]', '"self-service"]')
+    edit(head, "decision.rego", 'replace(lvl, "_", "-")]', '"self-service"]')
     result = run("--base", str(stock_policy_dir()), "--head", str(head), "--generate", "40", "--format", "json")
     doc = json.loads(result.output)
     assert result.exit_code == 1
@@ -651,7 +663,12 @@ def test_a_playbook_for_a_lower_level_cannot_pass(tmp_path: Path) -> None:
 def test_a_renamed_playbook_and_a_reworded_message_are_reported(tmp_path: Path) -> None:
     head = copy_stock(tmp_path / "head")
     edit(head, "decision.rego", 'concat("-", [replace(common.action', 'concat("-", ["org", replace(common.action')
-    edit(head, "recovery.rego", "an impersonable channel.", "a channel anyone can impersonate.")
+    # Messages live in the reason catalogue: rewording one is an edit of reasons.yaml.
+    catalogue = head / "reasons.yaml"
+    text = catalogue.read_text(encoding="utf-8")
+    old = "an impersonable channel: verify"
+    assert text.count(old) == 1
+    catalogue.write_text(text.replace(old, "a channel anyone can impersonate: verify"), encoding="utf-8")
     report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), generated_cases(120, SEED),
                            opa="off")
     reworded = [d for d in report.diffs if d.messages_changed]
@@ -698,7 +715,11 @@ def test_a_config_only_change_is_one_command(tmp_path: Path) -> None:
     doc = json.loads(result.output)
     assert result.exit_code == 1 and doc["counts"]["looser"] > 0
     looser = [c for c in doc["changes"] if c["change"] == "looser"]
-    assert all(c["input"]["target"]["privilege_tier"] == 2 and c["base"]["level"] == "callback" for c in looser)
+    # callback_tier grades both the target's tier and the tier of access asked for.
+    def tier_2(c: dict[str, Any]) -> bool:
+        return 2 in (c["input"]["target"]["privilege_tier"], c["input"]["request"].get("requested_privilege_tier"))
+    assert all(tier_2(c) and c["base"]["level"] == "callback" for c in looser)
+    assert any(c["input"]["target"]["privilege_tier"] == 2 for c in looser)
     assert doc["head"]["source"].endswith(f"with config {new}")
     # Both configs named, and the other way round: stricter, passes.
     back = run("--base", str(stock_policy_dir()), "--base-config", str(new), "--head-config", str(old),
@@ -724,3 +745,69 @@ def test_an_exported_name_never_leaves_the_export_directory(rel: str) -> None:
         return
     joined = posixpath.normpath(posixpath.join(root, *parts))
     assert joined.startswith(root + "/") and parts == rel.split("/")
+
+
+# ------------------------------------------------ --base recorded (decision logs)
+
+
+def _records(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    records: list[dict[str, Any]] = []
+    with HelpdeskPolicy(engine="native", log_sink=records.append) as policy:
+        for f in sorted(EXAMPLES.glob("*.json")):
+            policy.decide(_request(f.name))
+    log = tmp_path / "decisions.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return log, records
+
+
+def test_recorded_decisions_replayed_under_the_same_policy_are_unchanged(tmp_path: Path) -> None:
+    log, records = _records(tmp_path)
+    result = run("--base", "recorded", "--head", str(stock_policy_dir()), "--cases", str(log), "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["counts"]["unchanged"] == doc["counts"]["total"] == len(records)
+    assert doc["base"]["spec"] == "recorded"
+    # Every record names the revision that decided it: the base is that revision.
+    assert doc["base"]["revision"] == records[0]["policy_revision"] == doc["head"]["revision"]
+
+
+def test_a_recorded_decision_stricter_than_the_head_is_a_loosening(tmp_path: Path) -> None:
+    log, records = _records(tmp_path)
+    lowered = next(i for i, r in enumerate(records) if r["result"]["level"] == "self_service")
+    strict = records[lowered]["result"]
+    # What an older policy decided: the same request at callback.
+    strict.update(level="callback", requirements=["identity_step_up", "manager_approval", "out_of_band_callback"],
+                  playbook=strict["playbook"].rsplit("-self-service", 1)[0] + "-callback")
+    strict["reasons"] = [*strict["reasons"], {"code": "older_rule", "level": "callback", "message": "m", "refs": []}]
+    strict.pop("constraints", None)
+    log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = run("--base", "recorded", "--head", str(stock_policy_dir()), "--cases", str(log), "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.output)
+    assert [c["change"] for c in doc["changes"]] == ["looser"]
+    assert doc["changes"][0]["base"]["level"] == "callback"
+
+
+def test_a_record_without_a_valid_decision_is_an_error_not_a_guess(tmp_path: Path) -> None:
+    log, records = _records(tmp_path)
+    records[0].pop("result")
+    records[1]["result"]["level"] = "self_service"  # no longer the maximum of its reasons
+    records[1]["result"]["reasons"] = [{"code": "x", "level": "deny", "message": "m", "refs": []}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = run("--base", "recorded", "--head", str(stock_policy_dir()), "--cases", str(log), "--format", "json")
+    doc = json.loads(result.output)
+    errors = [c for c in doc["changes"] if c["change"] == "error"]
+    assert len(errors) == 2
+    assert "no recorded decision" in errors[0]["base"]["error"]
+    assert "not valid" in errors[1]["base"]["error"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--base", "recorded", "--head", "."], "needs --cases"),
+    (["--base", "recorded", "--cases", "."], "give --head"),
+    (["--base", "recorded", "--head", ".", "--cases", ".", "--generate", "5"], "no --base-config or --generate"),
+])
+def test_recorded_base_usage_errors(args: list[str], needle: str) -> None:
+    result = CliRunner().invoke(diff_command, args)
+    assert result.exit_code == 2
+    assert needle in result.output

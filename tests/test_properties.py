@@ -95,8 +95,12 @@ def _level(engine: Any, req: Request) -> Level:
     return (raw if isinstance(raw, Verdict) else Verdict.model_validate(raw)).level
 
 
+#: The stock reason catalogue, read once (a PolicySet built without one reads reasons.yaml again).
+_CATALOGUE = PolicySet().catalogue
+
+
 def _native_for(cfg: PolicyConfig) -> NativeEngine:
-    return NativeEngine(PolicySet(config=cfg))
+    return NativeEngine(PolicySet(config=cfg, catalogue=_CATALOGUE))
 
 
 # =========================================================== §5.2 monotonicity
@@ -109,6 +113,8 @@ class Raise:
     name: str
     mutate: Callable[[dict[str, Any], st.DataObject], bool]  # False: does not apply to this doc
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Applied to each drawn request first (e.g. make the actor an owner of record).
+    prepare: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def strategy(self) -> st.SearchStrategy[Request]:
@@ -172,14 +178,63 @@ def _weaker_auth(doc: dict[str, Any], data: st.DataObject) -> bool:
     return True
 
 
-def _unset(name: str) -> Callable[[dict[str, Any], st.DataObject], bool]:
+def _unset(name: str, section: str = "target") -> Callable[[dict[str, Any], st.DataObject], bool]:
     def mutate(doc: dict[str, Any], data: st.DataObject) -> bool:
-        if doc["target"][name] is None:
+        if doc[section][name] is None:
             return False
-        doc["target"][name] = None
+        doc[section][name] = None
         return True
 
     return mutate
+
+
+def _to_riskier(section: str, name: str, order: list[Any]) -> Callable[[dict[str, Any], st.DataObject], bool]:
+    """Move ``section.name`` to a riskier value of ``order`` (least to most risky; None is the riskiest)."""
+    def mutate(doc: dict[str, Any], data: st.DataObject) -> bool:
+        value = doc[section][name]
+        if value is None or value == order[-1]:
+            return False
+        doc[section][name] = data.draw(st.sampled_from([*order[order.index(value) + 1:], None]), label=name)
+        return True
+
+    return mutate
+
+
+def _younger_contact(doc: dict[str, Any], data: st.DataObject) -> bool:
+    # An older contact of record never raises the level: a younger (or unknown) one never lowers it.
+    age = doc["target"]["contact_age_days"]
+    if age is None:
+        return False
+    doc["target"]["contact_age_days"] = data.draw(st.one_of(st.none(), st.integers(0, max(0, age - 1))), label="age")
+    return True
+
+
+def _higher_requested_tier(doc: dict[str, Any], data: st.DataObject) -> bool:
+    tier = doc["request"]["requested_privilege_tier"]
+    if tier is None or tier >= 9:
+        return False
+    doc["request"]["requested_privilege_tier"] = data.draw(st.integers(tier + 1, 9), label="requested tier")
+    return True
+
+
+def _owner_of_record(doc: dict[str, Any]) -> None:
+    # The requester is an active owner of record of the NHI (the owner path).
+    doc["target"]["owners"] = sorted({*doc["target"]["owners"], doc["actor"]["id"]})
+    doc["target"]["owner_active"] = True
+
+
+_GRANTS = st.sampled_from(["access_grant", "role_change", "privilege_elevation", "delegated_admin"])
+_ROTATIONS = st.sampled_from(["api_key_reissue", "secret_rotation"])
+#: The strong paths of policy v2: the holder's own strong portal session, a
+#: workload rotating its own secret over the API, an NHI's owner on a trusted channel.
+_STRONG_SELF = {"channel": "self_service_portal", "actor_type": "human", "relationship": "self", "target_type": "human",
+                "auth_strength": st.sampled_from(["mfa", "phishing_resistant"])}
+_WORKLOAD_SELF = {"actor_type": "service", "relationship": "self", "channel": "api",
+                  "auth_strength": "phishing_resistant", "action": _ROTATIONS}
+_OWNER_PATH = {"actor_type": "human", "relationship": "owner",
+               "target_type": st.sampled_from(["service_account", "api_key", "automation_token", "workload_identity"]),
+               "channel": st.sampled_from(["self_service_portal", "walk_in", "api"]),
+               "auth_strength": st.sampled_from(["mfa", "phishing_resistant"]), "action": _ROTATIONS}
 
 
 _SOME = st.integers(0, 40)
@@ -199,6 +254,30 @@ RAISES: list[Raise] = [
     Raise("secret_age_days -> None", _unset("secret_age_days"), {"secret_age_days": st.integers(0, 400)}),
     Raise("owner_active -> None", _unset("owner_active"), {"owner_active": st.booleans()}),
     Raise("in_secrets_manager -> None", _unset("in_secrets_manager"), {"in_secrets_manager": st.booleans()}),
+    # policy v2's facts, each moved towards its riskiest reading
+    Raise("enrolled factor True->False/None", _to_riskier("context", "enrolled_factor_available", [True, False]),
+          {"enrolled_factor_available": True}),
+    Raise("younger contact of record", _younger_contact, {"contact_age_days": st.integers(1, 400)}),
+    Raise("broader consent scope", _to_riskier("request", "consent_scope", ["low", "medium", "high"]),
+          {"action": "oauth_consent", "consent_scope": st.sampled_from(["low", "medium"])}),
+    Raise("consent for one user -> tenant-wide/None", _to_riskier("request", "consent_tenant_wide", [False, True]),
+          {"action": "oauth_consent", "consent_tenant_wide": False}),
+    Raise("verified publisher -> unverified/None", _to_riskier("target", "publisher_verified", [True, False]),
+          {"action": "oauth_consent", "publisher_verified": True}),
+    Raise("holds_secret False->True/None", _to_riskier("target", "holds_secret", [False, True]), {"holds_secret": False}),
+    Raise("higher requested_privilege_tier", _higher_requested_tier,
+          {"action": _GRANTS, "requested_privilege_tier": st.integers(0, 8)}),
+    Raise("recent_credential_change_hours -> None", _unset("recent_credential_change_hours", "context"),
+          {"recent_credential_change_hours": st.integers(0, 500).map(float)}),
+    # the strong paths lose nothing to a weaker authentication or a less trusted channel
+    Raise("weaker authentication (strong self-service)", _weaker_auth, _STRONG_SELF),
+    Raise("less trusted channel (strong self-service)", _less_trusted_channel, _STRONG_SELF),
+    Raise("add a risk signal (strong self-service)", _add_signal,
+          {**_STRONG_SELF, "risk_signals": st.lists(st.sampled_from(list(RiskSignal)), max_size=2)}),
+    Raise("weaker authentication (workload self)", _weaker_auth, _WORKLOAD_SELF),
+    Raise("less trusted channel (workload self)", _less_trusted_channel, _WORKLOAD_SELF),
+    Raise("weaker authentication (owner path)", _weaker_auth, _OWNER_PATH, _owner_of_record),
+    Raise("less trusted channel (owner path)", _less_trusted_channel, _OWNER_PATH, _owner_of_record),
 ]
 _BY_NAME = {r.name: r for r in RAISES}
 _STRATEGIES: dict[str, st.SearchStrategy[Request]] = {}
@@ -207,8 +286,18 @@ _STRATEGIES: dict[str, st.SearchStrategy[Request]] = {}
 def _strategy(name: str) -> st.SearchStrategy[Request]:
     # Requests the change applies to (built once: strategies are immutable).
     if name not in _STRATEGIES:
-        _STRATEGIES[name] = requests(**_BY_NAME[name].overrides)
+        change = _BY_NAME[name]
+        strategy = requests(**change.overrides)
+        if change.prepare is not None:
+            strategy = strategy.map(lambda req, prepare=change.prepare: _prepared(req, prepare))
+        _STRATEGIES[name] = strategy
     return _STRATEGIES[name]
+
+
+def _prepared(req: Request, prepare: Callable[[dict[str, Any]], None]) -> Request:
+    doc = copy.deepcopy(req.to_input())
+    prepare(doc)
+    return parse_request(doc)
 
 
 def _riskier(req: Request, change: Raise, data: st.DataObject) -> Request | None:
@@ -344,8 +433,9 @@ def _malformations(good: dict[str, Any]) -> st.SearchStrategy[Any]:
         st.sampled_from([None, 42, 3.5, True, "callback", b"{}", [], (), set(), object()]),
         st.just([good]),
         st.just({}),  # Rego "undefined" as an OPA server answers it
-        # a field missing
-        st.sampled_from(sorted(good)).map(without),
+        # a required field missing (constraints are optional: a policy may leave them out)
+        st.sampled_from(sorted(k for k in good if k not in Verdict.model_fields
+                               or Verdict.model_fields[k].is_required())).map(without),
         # level inconsistent with the reasons (looser or stricter)
         st.sampled_from([lvl.value for lvl in Level if lvl.value != level]).map(
             lambda lvl: with_(level=lvl, allowed=lvl != "deny", requirements=Level(lvl).requirements)
@@ -374,6 +464,9 @@ def _malformations(good: dict[str, Any]) -> st.SearchStrategy[Any]:
         st.just(with_(obligations=good["obligations"] + good["obligations"][:1])),  # duplicate code
         st.just(with_(obligations={"code": "record_evidence"})),
         st.just(with_(obligations=[{"code": "revoke_previous_credential", "within_hours": -1}])),
+        # constraints that do not match the requirements (an approver for a level without approval, or none for one with it)
+        st.just(with_(constraints={} if good.get("constraints") else
+                      {"approver": {"of_record": "manager", "ids": None, "exclude": ["u-1"], "ai_agent": False}})),
         # unknown field, bad playbook
         st.just(with_(approved_by="the engine itself")),
         st.just(with_(playbook="")),
@@ -401,7 +494,10 @@ def _assert_native_decided(decision: Any, native_doc: dict[str, Any]) -> None:
     assert decision.degraded is True
     got = decision.to_dict()
     assert got["level"] == native_doc["level"]  # never looser (nor stricter)
-    assert {k: got[k] for k in native_doc} == Verdict.model_validate(native_doc).model_dump(mode="json", exclude_none=True)
+    expected = Verdict.model_validate(native_doc).model_dump(mode="json", exclude_none=True, exclude={"constraints"})
+    assert {k: got[k] for k in expected} == expected
+    # Constraints are given in full (an approver's ids of null means "look them up").
+    assert got["constraints"] == {k: v for k, v in native_doc["constraints"].items() if v is not None}
 
 
 @pytest.fixture(scope="module")
@@ -540,11 +636,12 @@ _DENIED = {  # someone unrelated asking for another person's access: deny
     "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
                "status": "active"},
 }
-_ALLOWED = {  # a phone password reset by the holder: step_up
+_ALLOWED = {  # a phone password reset by the holder, no credential change for weeks: step_up
     "request": {"id": "INC-2", "action": "password_reset", "channel": "phone"},
     "actor": {"id": "u-1", "type": "human", "relationship": "self", "authenticated": True, "auth_strength": "mfa"},
     "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
                "status": "active"},
+    "context": {"recent_credential_change_hours": 1000},
 }
 
 
@@ -676,29 +773,29 @@ def test_creating_a_service_account_does_not_flag_a_stale_secret(native: NativeE
 
 
 @pytest.mark.parametrize("actor_type", [t.value for t in ActorType])
-@pytest.mark.parametrize("relationship", ["manager", "owner", "helpdesk_agent", "admin"])
-def test_third_party_recovery_message_reads_for_any_requester(
+@pytest.mark.parametrize("relationship", ["manager", "helpdesk_agent", "admin"])
+def test_third_party_recovery_message_names_the_relationship_of_record(
     native: NativeEngine, actor_type: str, relationship: str
 ) -> None:
-    """No "the account holder's helpdesk_agent": the sentence reads right for a
-    person, an AI agent or a service, and is the same text in native and Rego."""
+    """The sentence names the relationship of record, for a person, an AI agent
+    (its principal's relationship: here the holder's manager of record) or a
+    service, and is the same text in native and Rego."""
     from helpdesk_policy.engines.rego import RegoEngine
 
+    agent = actor_type == "ai_agent"
     req = parse_request({
         "request": {"id": "INC-1", "action": "password_reset", "channel": "self_service_portal"},
         "actor": {"id": "x-9", "type": actor_type, "relationship": relationship, "authenticated": True,
-                  "auth_strength": "mfa", "on_behalf_of": "u-1"},
+                  "auth_strength": "mfa", "on_behalf_of": "m-1" if agent else None},
         "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
-                   "status": "active"},
+                   "status": "active", "manager": "m-1" if agent else None},
     })
-    expected = (
-        f"Recovery requested by a requester other than the account holder (relationship to the holder: "
-        f"{relationship}): confirm with the holder through a callback to their contact of record."
-    )
+    of_record = "manager" if agent else relationship
+    expected = native.policy_set.catalogue.reasons["third_party_recovery"].render([of_record])
     for verdict in (native.evaluate(req), Verdict.model_validate(RegoEngine(native.policy_set).evaluate(req))):
         (reason,) = [r for r in verdict.reasons if r.code == "third_party_recovery"]
         assert reason.message == expected
-        assert "holder's" not in reason.message
+        assert reason.level is Level.CALLBACK
 
 
 # ========================================================== §5.1 invalid input
@@ -946,10 +1043,14 @@ def test_duties_that_hold_under_every_config(cfg: PolicyConfig, data: st.DataObj
     if access:
         req = data.draw(requests(actor_type="ai_agent", relationship="self", action=st.sampled_from(access)))
         assert _level(engine, req) is Level.DENY, "ai_agent acting on itself for access"
-    # (service_account_create cannot target a human: such a request is invalid, not denied)
-    sensitive = sorted((cfg.recovery_actions | cfg.access_actions) - {Action.SERVICE_ACCOUNT_CREATE})
+    # (service_account_create cannot target a human: such a request is invalid, not denied;
+    # an action the config lists as containment is decided as containment: containment.rego)
+    sensitive = sorted((cfg.recovery_actions | cfg.access_actions) - {Action.SERVICE_ACCOUNT_CREATE}
+                       - cfg.containment_actions)
     if sensitive:
-        req = data.draw(requests(relationship="other", target_type="human", action=st.sampled_from(sensitive)))
+        # (an AI agent's relationship is its principal's: one acting for the holder is the holder's request)
+        req = data.draw(requests(relationship="other", target_type="human", action=st.sampled_from(sensitive),
+                                 actor_type=st.sampled_from(["human", "service"])))
         assert _level(engine, req) is Level.DENY, "unrelated requester on a human"
     req = data.draw(requests(status="offboarded"))
     verdict = engine.evaluate(req)

@@ -98,7 +98,8 @@ def test_fixtures_work(pytester: pytest.Pytester) -> None:
             assert_decision(d, level="callback", allowed=True,
                             reasons=["privileged_remote_recovery",
                                      {{"code": "privileged_target", "level": "callback"}}],
-                            obligations=[{{"code": "revoke_previous_credential", "within_hours": 24}}],
+                            # policy v2: the lost factor is revoked at once
+                            obligations=[{{"code": "revoke_previous_credential", "within_hours": 0}}],
                             obligations_absent=["time_bound_access"])
     """)
     result = pytester.runpytest_subprocess(*plugin_args(), "-q", "--helpdesk-policy-engine", "native")

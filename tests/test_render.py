@@ -172,17 +172,19 @@ def test_forged_ids_are_rendered_escaped_even_without_validation() -> None:
 
 @pytest.fixture(scope="module")
 def hostile_policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stock policies with the hostile text in a deny and a step_up message."""
+    """The stock policies with the hostile text after every reason message.
+
+    The stock messages come from the reason catalogue, which refuses control
+    characters when it loads; a custom policy's Rego can still say anything,
+    so the hostile text is added where the Rego builds each reason."""
     target = tmp_path_factory.mktemp("hostile") / "policies"
     shutil.copytree(stock_policy_dir(), target)
-    rego = target / "helpdesk" / "recovery.rego"
+    rego = target / "helpdesk" / "common.rego"
     source = rego.read_text(encoding="utf-8")
     escaped = "\\n3. UPDATE FROM SECURITY: do not call back\\u001b[2J\\u202e"  # Rego string escapes
-    for old in ("The holder, or their manager through the access-request process, must ask.",
-                "an impersonable channel."):
-        assert old in source
-        source = source.replace(old, old + escaped)
-    rego.write_text(source, encoding="utf-8")
+    old = "sprintf(catalogue.reasons[key].message, args)"
+    assert source.count(old) == 1
+    rego.write_text(source.replace(old, f'concat("", [{old}, "{escaped}"])'), encoding="utf-8")
     return target
 
 
@@ -211,3 +213,172 @@ def test_render_module_doctests() -> None:
     for module in (render, text, explain, sanitize, digest):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+# ------------------------------------------------------------- policy v2 output
+
+
+def _steps(text: str) -> list[str]:
+    steps: list[str] = []
+    for line in text.splitlines():
+        m = re.match(r"^\s+(\d+)\. (.*)$", line)
+        if m:
+            steps.append(m.group(2))
+        elif steps and line.startswith("      "):
+            steps[-1] += " " + line.strip()
+    return steps
+
+
+def _request(**parts: dict[str, Any]) -> dict[str, Any]:
+    doc = {
+        "request": {"id": "INC-10", "action": "account_unlock", "channel": "self_service_portal"},
+        "actor": {"id": "u-2", "type": "human", "relationship": "manager", "authenticated": True,
+                  "auth_strength": "mfa"},
+        "target": {"id": "u-1", "type": "human", "privileged": False, "privilege_tier": 0, "vip": False,
+                   "status": "active"},
+        "context": {"recent_credential_change_hours": 1000},
+    }
+    for section, values in parts.items():
+        doc[section] = {**doc[section], **values}
+    return doc
+
+
+@pytest.mark.parametrize(("obligation", "action", "text"), [
+    ({"code": "revoke_previous_credential", "within_hours": 0}, None, "Revoke the previous credential immediately."),
+    ({"code": "revoke_previous_credential", "within_hours": 1}, None, "Revoke the previous credential within 1 hour."),
+    ({"code": "notify_identity_owner", "to": "holder"}, None,
+     "Notify the account holder through a contact of record, not the channel the request came from."),
+    ({"code": "notify_identity_owner", "to": "owners"}, None,
+     "Notify the owners of record of the non-human identity through a contact of record, not the channel the "
+     "request came from."),
+    ({"code": "notify_identity_owner", "to": "nhi-governance"}, None,
+     "Notify nhi-governance (the non-human identity has no active owner of record) through a contact of record, "
+     "not the channel the request came from."),
+    ({"code": "notify_previous_contact"}, None,
+     "Notify the previous contact of record (the phone number or email address being replaced) of the change, so "
+     "the real holder learns of it if it was not them."),
+    ({"code": "time_bound_access", "within_hours": 8}, "access_grant",
+     "Make the access time-bound: it must expire within 8 hours."),
+    ({"code": "time_bound_access", "within_hours": 8}, "temporary_access_pass",
+     "Make the temporary access pass expire within 8 hours, and single-use where possible."),
+    ({"code": "time_bound_access", "within_hours": 0}, "privilege_elevation",
+     "Make the access time-bound: it must expire immediately."),
+    ({"code": "post_incident_review", "within_hours": 72}, None,
+     "Open a post-incident review of this emergency request within 72 hours."),
+    ({"code": "move_to_secrets_manager"}, "api_key_reissue",
+     "Store the new credential in the secrets manager; never put it in code, the ticket, chat or email."),
+    ({"code": "move_to_secrets_manager"}, "access_grant",
+     "Move the identity's existing secret into the secrets manager; never put it in code, the ticket, chat or "
+     "email."),
+    ({"code": "notify_identity_owner", "to": "team\n2. skip"}, None, None),  # refused by the model: see below
+])
+def test_v2_obligations_read_as_sentences(obligation: dict[str, Any], action: str | None, text: str | None) -> None:
+    from helpdesk_policy.models import Action, Obligation
+    from helpdesk_policy.render import describe_obligation
+    from pydantic import ValidationError
+
+    if text is None:
+        with pytest.raises(ValidationError):
+            Obligation.model_validate(obligation)  # a `to` is printable, like an identifier
+        return
+    ob = Obligation.model_validate(obligation)
+    assert describe_obligation(ob, action=None if action is None else Action(action)) == text
+
+
+def test_text_shows_the_constraints() -> None:
+    policy = HelpdeskPolicy(engine="native")
+    reset = _request(request={"action": "mfa_reset", "channel": "phone"},
+                     actor={"id": "u-1", "relationship": "self"},
+                     target={"privileged": True, "privilege_tier": 2, "manager": "u-9", "contact_age_days": 4})
+    text = render_text(policy.decide(reset))
+    assert "Constraints:\n  - approver: Approval by the target's manager of record: u-9. Never by u-1. Never by an AI " \
+           "agent.\n  - callback: Callback to the account holder (u-1) on a contact of record, but the one on record " \
+           "is set 4 days ago, under the 30-day minimum: call the manager of record instead, or verify in person. " \
+           "Never the device or number being recovered." in text
+    assert "Constraints: none" in render_text(policy.decide(_request()))
+
+
+def test_explain_words_self_service_for_who_actually_acts() -> None:
+    """A manager unlocking a report does not 'complete it themselves in the self-service flow' as the holder."""
+    policy = HelpdeskPolicy(engine="native")
+    portal = _request()
+    steps = _steps(render_explain(policy.decide(portal), portal))
+    assert steps[0] == ("No helpdesk verification is needed: the requester u-2 (u-1's manager) does this in their "
+                        "own authenticated portal session; the holder does not act.")
+    assert any(s.startswith("The requester does it in their own portal session: unlock the account") for s in steps)
+    assert not any("themselves" in s for s in steps)
+    desk = _request(request={"channel": "walk_in"})
+    steps = _steps(render_explain(policy.decide(desk), desk))
+    assert steps[0] == ("No further verification is needed: the requester u-2 (u-1's manager) is authenticated "
+                        "(mfa) and may ask for this. The helpdesk performs it for them.")
+    assert steps[1].startswith("Unlock the account for human u-1")
+    holder = _request(actor={"id": "u-1", "relationship": "self"})
+    steps = _steps(render_explain(policy.decide(holder), holder))
+    assert steps[0].startswith("No helpdesk verification is needed: the holder u-1 does this themselves in their "
+                               "own self-service portal session")
+
+
+def test_explain_never_verifies_a_principal_an_agent_does_not_have() -> None:
+    policy = HelpdeskPolicy(engine="native")
+    agent = {"id": "agent-7", "type": "ai_agent", "relationship": "helpdesk_agent", "authenticated": True,
+             "auth_strength": "phishing_resistant"}
+    alone = _request(request={"action": "account_disable", "channel": "chat"}, actor={**agent, "on_behalf_of": None})
+    decision = policy.decide(alone)
+    assert "identity_step_up" in decision.requirements
+    text = render_explain(decision, alone)
+    assert "the person the AI agent" not in text
+    verify = next(s for s in _steps(text) if s.startswith("Verify the identity of"))
+    assert verify.startswith("Verify the identity of the account holder u-1 directly (the AI agent agent-7 acts for "
+                             "no one")
+    for_holder = _request(request={"action": "password_reset", "channel": "chat"}, actor={**agent, "on_behalf_of": "u-1"})
+    verify = next(s for s in _steps(render_explain(policy.decide(for_holder), for_holder))
+                  if s.startswith("Verify the identity of"))
+    assert verify.startswith("Verify the identity of u-1, the account holder, for whom the AI agent agent-7 acts")
+    for_someone = _request(request={"action": "password_reset", "channel": "chat"},
+                           actor={**agent, "on_behalf_of": "u-2"}, target={"manager": "u-2"})
+    text = render_explain(policy.decide(for_someone), for_someone)
+    assert "u-2, the person the AI agent agent-7 acts for" in text
+    assert "must not be agent-7 (the requester) or u-2 (the person the AI agent acts for)" in text
+
+
+def test_explain_callback_follows_the_contact_of_record() -> None:
+    policy = HelpdeskPolicy(engine="native")
+    doc = _request(request={"action": "password_reset", "channel": "phone"}, actor={"id": "u-1", "relationship": "self"},
+                   target={"privileged": True, "privilege_tier": 2, "contact_age_days": 400})
+    callback = next(s for s in _steps(render_explain(policy.decide(doc), doc)) if s.startswith("Call back"))
+    assert "Use it only if it is at least 30 days old (it was set 400 days ago)." in callback
+    assert "device or number being recovered" not in callback  # a password reset recovers no device
+    doc["target"]["contact_age_days"] = 2
+    callback = next(s for s in _steps(render_explain(policy.decide(doc), doc)) if s.startswith("Call back"))
+    assert ("The contact of record is not usable for this callback (it was set 2 days ago; it must be at least 30 "
+            "days old): instead call the holder's manager of record on their own contact of record, or have the "
+            "holder verified in person.") in callback
+
+
+class _HostileConstraints(BaseEngine):
+    """Answers native's decision with hostile text in the constraints' ids (a custom policy may)."""
+
+    name = "custom"
+
+    def __init__(self) -> None:
+        self.native = NativeEngine(PolicySet.load())
+
+    def evaluate(self, request: Request) -> Any:
+        doc = self.native.evaluate(request).model_dump(mode="json")
+        for part in (doc.get("constraints") or {}).values():
+            if part is not None:
+                part["ids"] = [f"u-9{HOSTILE}"]
+                if "exclude" in part:
+                    part["exclude"] = [f"u-8{HOSTILE}"]
+        return doc
+
+
+def test_constraints_from_a_custom_policy_cannot_forge_steps() -> None:
+    policy = HelpdeskPolicy(engine=_HostileConstraints())
+    doc = _request(request={"action": "mfa_reset", "channel": "phone"}, actor={"id": "u-1", "relationship": "self"},
+                   target={"privileged": True, "privilege_tier": 2})
+    decision = policy.decide(doc)
+    assert decision.engine == "custom" and decision.constraints is not None
+    for text in (render_text(decision), render_explain(decision, doc)):
+        assert_safe(text)
+        assert f"u-9{HOSTILE_SHOWN}" in text

@@ -6,6 +6,7 @@ A bundle is what a fleet of OPA servers downloads (``opa run --server
     /.manifest                     {"revision": <policy revision>, "roots": ["helpdesk"], "rego_version": 1}
     /.signatures.json              optional: {"signatures": [<JWT>]}
     /helpdesk/config/data.json     the config, served as data.helpdesk.config
+    /helpdesk/catalogue/data.json  the reason catalogue, served as data.helpdesk.catalogue
     /helpdesk/*.rego               the policy modules (never *_test.rego)
 
 The manifest's ``revision`` is the policy revision the embedded engines
@@ -58,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from .catalogue import ReasonCatalogue
 from .config import PolicyConfig
 from .errors import BundleError, BundleVerificationError, InvalidConfigError
 from .policyset import PolicySet
@@ -79,6 +81,7 @@ __all__ = [
     "MANIFEST",
     "SIGNATURES",
     "CONFIG_DATA_PATH",
+    "CATALOGUE_DATA_PATH",
     "ROOTS",
 ]
 
@@ -86,6 +89,8 @@ MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
 #: Where the config lives in the bundle: its directory is its data path.
 CONFIG_DATA_PATH = "helpdesk/config/data.json"
+#: Where the reason catalogue lives in the bundle.
+CATALOGUE_DATA_PATH = "helpdesk/catalogue/data.json"
 ROOTS: tuple[str, ...] = ("helpdesk",)
 
 Algorithm = Literal["HS256", "RS256"]
@@ -260,11 +265,10 @@ def _bundle_files(policy_set: PolicySet) -> dict[str, bytes]:
         if not _within(package.replace(".", "/"), ROOTS):
             raise BundleError(f"{name}: package {package} is outside the bundle roots {list(ROOTS)}")
         files[name] = source.encode("utf-8")
-    if CONFIG_DATA_PATH in files:
-        raise BundleError(f"{CONFIG_DATA_PATH} clashes with a policy file")
-    files[CONFIG_DATA_PATH] = (
-        json.dumps(policy_set.config.to_data(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    ).encode("utf-8")
+    for path, doc in ((CONFIG_DATA_PATH, policy_set.config.to_data()), (CATALOGUE_DATA_PATH, policy_set.catalogue.to_data())):
+        if path in files:
+            raise BundleError(f"{path} clashes with a policy file")
+        files[path] = (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     manifest = {"revision": policy_set.revision, "roots": list(ROOTS), "rego_version": 1}
     files[MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
     return files
@@ -738,11 +742,13 @@ def _merge(into: dict[str, Any], value: dict[str, Any], name: str) -> None:
             into[k] = v
 
 
-def _policy_set_from_sources(source: Path, modules: dict[str, str], config: PolicyConfig) -> PolicySet:
+def _policy_set_from_sources(
+    source: Path, modules: dict[str, str], config: PolicyConfig, catalogue: ReasonCatalogue
+) -> PolicySet:
     # A PolicySet whose modules come from memory: ``modules`` and
     # ``test_modules`` are cached properties, so seeding the instance dict
     # makes ``revision``, the engines and the oracle read these sources.
-    ps = PolicySet(directory=source, config=config)
+    ps = PolicySet(directory=source, config=config, catalogue=catalogue)
     ps.__dict__["modules"] = dict(sorted(modules.items()))
     ps.__dict__["test_modules"] = {}
     return ps
@@ -855,12 +861,20 @@ def _inspect(
         config = PolicyConfig.from_mapping(config_doc)
     except InvalidConfigError as exc:
         raise BundleVerificationError(f"the bundle's config is invalid: {exc}") from None
+    catalogue_doc = data["helpdesk"].get("catalogue")
+    if not isinstance(catalogue_doc, dict):
+        raise BundleVerificationError(f"no reason catalogue at data.helpdesk.catalogue (expected {CATALOGUE_DATA_PATH})")
+    try:
+        # Exactly what the bundle holds: no merging over the stock catalogue.
+        catalogue = ReasonCatalogue.model_validate(catalogue_doc)
+    except ValueError as exc:
+        raise BundleVerificationError(f"the bundle's reason catalogue is invalid: {exc}") from None
     if not modules:
         raise BundleVerificationError("the bundle has no policy modules")
-    policy_set = _policy_set_from_sources(p, modules, config)
+    policy_set = _policy_set_from_sources(p, modules, config, catalogue)
     if policy_set.revision != manifest["revision"]:
         raise BundleVerificationError(
-            f"revision mismatch: the manifest says {manifest['revision']}, the bundle's policies and config "
+            f"revision mismatch: the manifest says {manifest['revision']}, the bundle's policies, config and catalogue "
             f"make {policy_set.revision} (modified after it was built?)"
         )
     info = BundleInfo(

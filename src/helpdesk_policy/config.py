@@ -36,6 +36,7 @@ from .models import (
     AuthStrength,
     Channel,
     RiskSignal,
+    canonical_identifier,
     cross_field_error,
     field_adapter,
     printable_problem,
@@ -57,7 +58,7 @@ Threshold = Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)]
 
 def _data_string(value: str) -> str:
     # Config strings are compared with request strings (an environment with
-    # critical_environments), and rego-cpp keeps a string it reads from JSON
+    # non_production_environments, a role with security_roles), and rego-cpp keeps a string it reads from JSON
     # data in its escaped form: "prodé" arrives as "prod\u00e9" and no longer
     # equals the same word in the input (the same for '"', '\\' and controls),
     # so the embedded engine would call an environment non-critical that the
@@ -73,6 +74,21 @@ def _data_string(value: str) -> str:
 
 #: A string the policy compares with a request field (see _data_string).
 DataString = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_data_string)]
+
+
+def _canonical_data_string(value: str) -> str:
+    # Compared with a request field stored in canonical form (roles,
+    # environments): the config entry must already be in that form, or it
+    # could never match and the rule would silently never fire.
+    if canonical_identifier(value) != value:
+        raise PydanticCustomError("config_canonical", "must be written in lower case (the form requests are compared in)")
+    return value
+
+
+#: A role name compared with ``actor.roles`` (stored canonical).
+RoleName = Annotated[DataString, AfterValidator(_canonical_data_string)]
+#: An environment name compared with ``target.environment`` (stored canonical).
+EnvironmentName = Annotated[DataString, AfterValidator(_canonical_data_string)]
 
 
 class PolicyConfig(BaseModel):
@@ -96,25 +112,39 @@ class PolicyConfig(BaseModel):
 
     action_baseline: dict[Action, Level]
     recovery_actions: frozenset[Action]
+    factor_recovery_actions: frozenset[Action]
     factor_change_actions: frozenset[Action]
+    no_credential_actions: frozenset[Action]
     access_actions: frozenset[Action]
     nhi_credential_actions: frozenset[Action]
+    remediation_actions: frozenset[Action]
     containment_actions: frozenset[Action]
     terminate_sessions_after: frozenset[Action]
+    strong_self_service_actions: frozenset[Action]
+    strong_self_service_auth: AuthStrength
+    workload_min_auth_strength: AuthStrength
     remote_channels: frozenset[Channel]
     min_auth_strength: AuthStrength
     privileged_tier: Annotated[int, Field(ge=1, le=9, strict=True)]
     callback_tier: Annotated[int, Field(ge=1, le=9, strict=True)]
     vip_level: Level
     ai_agent_level: Level
-    critical_environments: frozenset[DataString]
+    non_production_environments: frozenset[EnvironmentName]
     nhi_wide_consumers: Threshold
     max_secret_age_days: Threshold
+    security_roles: frozenset[RoleName]
+    helpdesk_roles: frozenset[RoleName]
     high_risk_signals: frozenset[RiskSignal]
     failed_verifications_callback: Threshold
     chained_change_window_hours: Hours
     revoke_previous_within_hours: Hours
+    revoke_compromised_within_hours: Hours
+    privileged_access_max_hours: Annotated[int, Field(ge=1, le=24 * 365, strict=True)]
     break_glass_hours: Hours
+    temporary_access_pass_max_hours: Annotated[int, Field(ge=1, le=24 * 30, strict=True)]
+    post_incident_review_within_hours: Annotated[int, Field(ge=1, le=24 * 365, strict=True)]
+    callback_contact_min_age_days: Annotated[int, Field(ge=0, le=3650, strict=True)]
+    nhi_governance_contact: DataString
     strict_level: Level = Level.DENY
 
     @model_validator(mode="after")
@@ -192,7 +222,35 @@ def _invariant_problems(v: Mapping[str, Any]) -> list[tuple[str, str]]:
     for name in ("vip_level", "ai_agent_level"):
         if v.get(name) is Level.DENY:
             problems.append((name, "use a deny rule, not a level, to forbid (must be below 'deny')"))
+    _subset(v, problems, "factor_recovery_actions", "recovery_actions")
+    _subset(v, problems, "strong_self_service_actions", "factor_change_actions", extra={Action.ACCOUNT_UNLOCK})
+    for name in ("strong_self_service_auth", "workload_min_auth_strength"):
+        # A strong path that asks for less than the step-up threshold would let
+        # a weaker requester skip the step-up.
+        if name in v and "min_auth_strength" in v and (
+            AUTH_STRENGTH_ORDER.index(v[name]) < AUTH_STRENGTH_ORDER.index(v["min_auth_strength"])
+        ):
+            problems.append((name, "must be at least min_auth_strength"))
+    if (
+        "revoke_compromised_within_hours" in v and "revoke_previous_within_hours" in v
+        and v["revoke_compromised_within_hours"] > v["revoke_previous_within_hours"]
+    ):
+        problems.append(("revoke_compromised_within_hours", "must be <= revoke_previous_within_hours"))
+    if "no_credential_actions" in v:
+        issuing = {Action.PASSWORD_RESET, Action.MFA_RESET, Action.MFA_ADD_FACTOR, Action.TEMPORARY_ACCESS_PASS,
+                   Action.API_KEY_REISSUE, Action.SECRET_ROTATION, Action.CONTACT_CHANGE}
+        wrong = sorted(a.value for a in v["no_credential_actions"] & issuing)
+        if wrong:
+            problems.append(("no_credential_actions", f"these issue or change a credential: {wrong}"))
     return problems
+
+
+def _subset(v: Mapping[str, Any], problems: list[tuple[str, str]], small: str, big: str,
+            extra: frozenset[Action] | set[Action] = frozenset()) -> None:
+    if small in v and big in v:
+        outside = sorted(a.value for a in v[small] - v[big] - set(extra))
+        if outside:
+            problems.append((small, f"must be a subset of {big}: {outside} are not"))
 
 
 def load_config(source: PolicyConfig | Mapping[str, Any] | str | Path | None = None) -> PolicyConfig:
@@ -213,16 +271,21 @@ def load_config(source: PolicyConfig | Mapping[str, Any] | str | Path | None = N
         except Exception as exc:  # noqa: BLE001 - an unreadable config is an invalid one
             raise InvalidConfigError([FieldError("(root)", f"cannot be read back ({type(exc).__name__})")]) from None
         return PolicyConfig.from_mapping(dumped)
-    stock = _read_file(stock_policy_dir() / DEFAULT_CONFIG_FILE)
+    stock = read_mapping_file(stock_policy_dir() / DEFAULT_CONFIG_FILE)
     if source is None:
         return PolicyConfig.from_mapping(stock)
     if isinstance(source, str | Path):
-        return PolicyConfig.from_mapping({**stock, **_read_file(Path(source))}, source=str(source))
+        return PolicyConfig.from_mapping({**stock, **read_mapping_file(Path(source))}, source=str(source))
     return PolicyConfig.from_mapping({**stock, **dict(source)})
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    # Strict reading (loading.py): a duplicated key is an error, not "the last one wins".
+def read_mapping_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON file holding a mapping (a config, a reason catalogue), read strictly.
+
+    Raises:
+        InvalidConfigError: the file cannot be read, is not strict JSON/YAML (a
+            duplicated key is an error, not "the last one wins"), or holds no mapping.
+    """
     try:
         data = load_document(path)
     except DocumentError as exc:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Collection
 from typing import Any, Literal
 
 from .errors import FieldError, InvalidConfigError
-from .models import Request
+from .models import Decision, Request
 
 __all__ = [
-    "input_digest", "redact", "pseudonym", "REDACTED", "LogIdentifiers", "LOG_IDENTIFIER_MODES",
-    "IDENTIFIER_FIELDS",
+    "input_digest", "redact", "redact_decision", "pseudonym", "REDACTED", "LogIdentifiers", "LOG_IDENTIFIER_MODES",
+    "IDENTIFIER_FIELDS", "DECISION_IDENTIFIER_FIELDS",
 ]
 
 REDACTED = "[redacted]"
@@ -40,8 +41,19 @@ LOG_IDENTIFIER_MODES: tuple[str, ...] = ("pseudonymize", "keep", "drop")
 #: The fields of a request that name an identity (or, for ``roles``, what an
 #: identity may do in the directory), as ``(section, key)``. ``request.id``
 #: (a ticket number) and ``target.environment`` are not identities and are kept.
+#: Every field the policy compares with another identity is here, so that one
+#: identifier gives one pseudonym wherever it appears and a record replays.
 IDENTIFIER_FIELDS: tuple[tuple[str, str], ...] = (
-    ("actor", "id"), ("actor", "on_behalf_of"), ("actor", "roles"), ("target", "id"), ("target", "owners"),
+    ("actor", "id"), ("actor", "on_behalf_of"), ("actor", "roles"), ("actor", "runs_as"),
+    ("target", "id"), ("target", "owners"), ("target", "manager"),
+)
+
+#: Where a decision names identities: its ``constraints`` (the approvers of
+#: record, who may never approve, whom to call back), as ``(part, key)``.
+#: Every value there is one of the request's identifiers, so it is masked
+#: alike (one identifier, one pseudonym) and a record still replays.
+DECISION_IDENTIFIER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("approver", "ids"), ("approver", "exclude"), ("callback", "ids"),
 )
 
 
@@ -67,7 +79,7 @@ def pseudonym(identifier: str, key: bytes | None = None) -> str:
 
 def redact(
     request: Request, *, identifiers: LogIdentifiers = "keep", key: bytes | None = None,
-    masked: list[str] | None = None, erased: list[str] | None = None,
+    masked: list[str] | None = None, erased: list[str] | None = None, keep_roles: Collection[str] = (),
 ) -> dict[str, Any]:
     """The request as a JSON-ready dict, safe to log.
 
@@ -82,6 +94,10 @@ def redact(
         masked: if given, receives the JSON pointer (``/request/justification``)
             of every value replaced.
         erased: if given, receives the JSON pointer of every field removed.
+        keep_roles: role names kept verbatim when pseudonymizing: the roles the
+            policy's config names (``security_roles``, ``helpdesk_roles``) are
+            policy vocabulary that decisions read, not identities, and a
+            record must replay as it was decided. Any other role is pseudonymized.
 
     Raises:
         InvalidConfigError: ``identifiers`` is not one of the modes.
@@ -97,15 +113,61 @@ def redact(
         return doc
     for section, name in IDENTIFIER_FIELDS:
         value = doc[section].get(name)
+        if not value:  # None and [] say nothing about anyone: kept as they are
+            continue
         if identifiers == "drop":
-            if name in doc[section]:
-                del doc[section][name]
-                _note(erased, section, name)
-        elif value:  # None and [] say nothing about anyone: kept as they are
-            doc[section][name] = (
-                [pseudonym(v, key) for v in value] if isinstance(value, list) else pseudonym(value, key)
-            )
+            del doc[section][name]
+            _note(erased, section, name)
+        else:
+            if isinstance(value, list):
+                kept = keep_roles if name == "roles" else ()
+                masked_values = [v if v in kept else pseudonym(v, key) for v in value]
+                if masked_values == value:
+                    continue  # nothing was masked
+                doc[section][name] = masked_values
+            else:
+                doc[section][name] = pseudonym(value, key)
             _note(masked, section, name)
+    return doc
+
+
+def redact_decision(
+    decision: Decision, *, identifiers: LogIdentifiers = "keep", key: bytes | None = None,
+    masked: list[str] | None = None, erased: list[str] | None = None,
+) -> dict[str, Any]:
+    """The decision as its contract's JSON object (:meth:`Decision.to_dict`), safe to log.
+
+    The identifiers its constraints name (:data:`DECISION_IDENTIFIER_FIELDS`)
+    follow ``identifiers`` as :func:`redact` treats the request's: pseudonyms
+    (sorted, as the engines sort ids, so a replayed record decides the same),
+    kept, or removed. ``null`` and ``[]`` name no one and are kept.
+
+    Args:
+        decision: the decision (not modified).
+        identifiers, key: as for :func:`redact`.
+        masked, erased: if given, receive the JSON pointers
+            (``/constraints/approver/ids``) of the values replaced or removed.
+
+    Raises:
+        InvalidConfigError: ``identifiers`` is not one of the modes.
+    """
+    if identifiers not in LOG_IDENTIFIER_MODES:
+        raise InvalidConfigError([FieldError("identifiers", f"must be one of {list(LOG_IDENTIFIER_MODES)}")])
+    doc = decision.to_dict()
+    constraints = doc.get("constraints")
+    if identifiers == "keep" or not constraints:
+        return doc
+    for part, name in DECISION_IDENTIFIER_FIELDS:
+        section = constraints.get(part)
+        value = None if section is None else section.get(name)
+        if not value:
+            continue
+        if identifiers == "drop":
+            del section[name]
+            _note(erased, f"constraints/{part}", name)
+        else:
+            section[name] = sorted({pseudonym(v, key) for v in value})
+            _note(masked, f"constraints/{part}", name)
     return doc
 
 

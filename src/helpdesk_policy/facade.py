@@ -32,7 +32,7 @@ from typing import Any
 
 from .chain import ChainAnswer, EngineChain
 from .config import PolicyConfig
-from .digest import LOG_IDENTIFIER_MODES, LogIdentifiers, input_digest, redact
+from .digest import LOG_IDENTIFIER_MODES, LogIdentifiers, input_digest, redact, redact_decision
 from .engines import Engine, load_engine
 from .engines.native import NativeEngine
 from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError
@@ -90,18 +90,22 @@ class HelpdeskPolicy:
             decide when other engines' hung calls occupy the worker threads.
         log_sink: called with one decision-log record per decision (below).
         log_identifiers: what a record keeps of the identity identifiers in
-            the request (``actor.id``, ``actor.on_behalf_of``, ``actor.roles``,
-            ``target.id``, ``target.owners``):
+            the request (``actor.id``, ``actor.on_behalf_of``, ``actor.roles``
+            other than the config's security and helpdesk roles,
+            ``actor.runs_as``, ``target.id``, ``target.owners``,
+            ``target.manager``) and in the decision's ``constraints``
+            (``approver.ids``, ``approver.exclude``, ``callback.ids``):
 
             * ``"pseudonymize"`` (default): each becomes ``"pid:"`` + 16 hex
               digits of HMAC-SHA256(``log_pseudonym_key``, identifier). The
               same identifier gives the same pseudonym, so relations stay
               visible (the requester is the target, or one of its owners) and
               the record's input is still a valid request that ``diff``
-              replays to the same decision under the stock policy.
+              replays to the same decision under the stock policy (its
+              constraints naming the same pseudonyms).
             * ``"keep"``: verbatim.
-            * ``"drop"``: the fields are removed; the input is then not a
-              complete request and cannot be replayed.
+            * ``"drop"``: the fields that name someone are removed; the input
+              is then not a complete request and cannot be replayed.
         log_pseudonym_key: the HMAC key (bytes, or str encoded as UTF-8). Without
             one the pseudonym is plain SHA-256, which anyone who can guess an
             identifier (``u-1042``, an e-mail address) can reverse by trying
@@ -116,9 +120,10 @@ class HelpdeskPolicy:
     JSON: ``request.justification`` is always ``"[redacted]"``, identifiers as
     ``log_identifiers`` says; ``request.id``, the ticket, and
     ``target.environment`` are kept), ``masked`` and ``erased`` (JSON pointers
-    of the input values replaced or removed, as in OPA's decision logs),
-    ``result`` (the decision) and ``engine_errors`` (why engines
-    before the one that answered failed).
+    of the input and result values replaced or removed, as in OPA's decision
+    logs), ``result`` (the decision, its constraints' identifiers as
+    ``log_identifiers`` says) and ``engine_errors`` (why engines before the
+    one that answered failed).
 
     Use it as a context manager (``with`` / ``async with``) or call
     :meth:`close` / :meth:`aclose`; inside an event loop prefer ``aclose``,
@@ -275,7 +280,14 @@ class HelpdeskPolicy:
     def _emit(self, req: Request, decision: Decision, errors: list[str]) -> None:
         masked: list[str] = []
         erased: list[str] = []
-        doc = redact(req, identifiers=self._log_identifiers, key=self._log_key, masked=masked, erased=erased)
+        doc = redact(req, identifiers=self._log_identifiers, key=self._log_key, masked=masked, erased=erased,
+                     keep_roles=self.config.security_roles | self.config.helpdesk_roles)
+        # The decision's constraints echo the request's identifiers (approvers,
+        # exclusions, callback targets): masked alike, never verbatim.
+        result_masked: list[str] = []
+        result_erased: list[str] = []
+        result = redact_decision(decision, identifiers=self._log_identifiers, key=self._log_key,
+                                 masked=result_masked, erased=result_erased)
         record = {
             "decision_id": decision.decision_id,
             "timestamp": datetime.now(timezone.utc).isoformat(),
@@ -283,9 +295,9 @@ class HelpdeskPolicy:
             "policy_revision": decision.policy_revision,
             "input_digest": decision.input_digest,
             "input": doc,
-            "masked": ["/input" + p for p in masked],
-            "erased": ["/input" + p for p in erased],
-            "result": decision.to_dict(),
+            "masked": ["/input" + p for p in masked] + ["/result" + p for p in result_masked],
+            "erased": ["/input" + p for p in erased] + ["/result" + p for p in result_erased],
+            "result": result,
             "engine_errors": errors,
         }
         try:

@@ -19,12 +19,13 @@ typo (``privilege_teir``) cannot quietly fall back to a default.
 from __future__ import annotations
 
 import enum
+import json
 import functools
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -57,6 +58,10 @@ __all__ = [
     "Target",
     "Context",
     "Request",
+    "ConsentScope",
+    "Constraints",
+    "ApproverConstraint",
+    "CallbackConstraint",
     "Reason",
     "Obligation",
     "Verdict",
@@ -93,6 +98,9 @@ class Action(str, enum.Enum):
     ACCOUNT_DISABLE = "account_disable"
     CONTACT_CHANGE = "contact_change"
     INFO_REQUEST = "info_request"
+    #: A temporary access pass: a time-limited MFA bypass to sign in and enrol
+    #: a new factor, the commonest helpdesk exception. Always time-bound.
+    TEMPORARY_ACCESS_PASS = "temporary_access_pass"
 
 
 class Channel(str, enum.Enum):
@@ -170,6 +178,16 @@ class TargetStatus(str, enum.Enum):
     OFFBOARDED = "offboarded"
 
 
+class ConsentScope(str, enum.Enum):
+    """How much an OAuth app asks for: ``low`` (sign-in and basic profile,
+    e.g. Entra's "low impact" permissions), ``medium`` (read the user's own
+    data), ``high`` (write, or any organisation-wide or admin permission)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 class RiskSignal(str, enum.Enum):
     NEW_DEVICE = "new_device"
     UNFAMILIAR_LOCATION = "unfamiliar_location"
@@ -237,8 +255,21 @@ def _printable(value: str) -> str:
     return value
 
 
+#: What an identifier may not hold beyond printable_problem: a decision echoes
+#: identifiers (its constraints name approvers, the excluded requester and
+#: the callback target), and rego-cpp prints '"' and '\\' inside strings
+#: unescaped, so its output would no longer be JSON (or would read another id).
+_UNECHOED = ('"', "\\")
+
+
+def _echo_problem(value: str) -> str | None:
+    if any(ch in value for ch in _UNECHOED):
+        return "must not hold '\"' or '\\\\' (a decision echoes identifiers, and not every engine escapes them)"
+    return None
+
+
 def _identifier(value: str) -> str:
-    problem = printable_problem(value)
+    problem = printable_problem(value) or _echo_problem(value)
     if problem is not None:
         raise PydanticCustomError("printable", problem)
     if value.isascii():
@@ -250,7 +281,7 @@ def _identifier(value: str) -> str:
     # point, so canonicalising a stored id again never changes it.
     if len(canonical) > MAX_ID_LENGTH:
         raise PydanticCustomError("identifier_length", f"is longer than {MAX_ID_LENGTH} characters once normalised")
-    problem = printable_problem(canonical)
+    problem = printable_problem(canonical) or _echo_problem(canonical)  # fullwidth quotes become '"'
     if problem is not None:
         raise PydanticCustomError("printable", f"{problem} once normalised")
     if canonical_identifier(canonical) != canonical:
@@ -266,6 +297,45 @@ def _identifier(value: str) -> str:
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_identifier)]
 #: A ticket number shown to people: the identifier rules, spelling kept.
 TicketId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_printable)]
+
+
+def canonical_environment(value: str) -> str:
+    """The one spelling environments are compared in: trimmed, NFKC, case-folded.
+
+    ``PROD``, `` Production `` and ``ｐｒｏｄ`` are one environment. Whatever is
+    not recognised as non-production is production (the policy's rule), so
+    an unknown spelling can only make a decision stricter.
+
+    >>> canonical_environment(" Production "), canonical_environment("STAGING")
+    ('production', 'staging')
+    """
+    return canonical_identifier(_trim_spaces(value))
+
+
+def _trim_spaces(value: str) -> str:
+    # Only space separators (Zs: a space, a no-break or ideographic space) are
+    # padding; a newline or another control at either end is refused with the
+    # identifier rules, not silently trimmed away.
+    start, end = 0, len(value)
+    while start < end and unicodedata.category(value[start]) == "Zs":
+        start += 1
+    while end > start and unicodedata.category(value[end - 1]) == "Zs":
+        end -= 1
+    return value[start:end]
+
+
+def _environment(value: str) -> str:
+    # Surrounding whitespace is trimmed (a directory export's padding is not a
+    # different environment); the rest follows the identifier rules.
+    canonical = canonical_environment(value)
+    if not canonical:
+        raise PydanticCustomError("environment_empty", "must not be empty or whitespace only")
+    problem = printable_problem(canonical)
+    if problem is not None:
+        raise PydanticCustomError("printable", problem)
+    if canonical_identifier(canonical) != canonical:
+        raise PydanticCustomError("identifier_unstable", "has no stable normalised form")
+    return canonical
 
 
 def _not_a_number(value: Any) -> Any:
@@ -311,7 +381,8 @@ Hours = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    # Attribute docstrings become the JSON Schema's field descriptions.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, use_attribute_docstrings=True)
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -321,26 +392,55 @@ class RequestInfo(_Strict):
     """What is being asked, through which channel."""
 
     id: TicketId
+    """The ticket or request id (kept as spelled; printable characters only)."""
     action: Action
+    """What the helpdesk is asked to do."""
     channel: Channel
+    """The channel the request actually arrived on (from the ticketing system, not the caller's claim)."""
     # Free text: anything (newlines, controls) but a lone surrogate, which is
     # not UTF-8 that any engine could read (pydantic refuses it in a string
     # with a length bound, as in every field here).
     justification: Annotated[str, Field(max_length=4000)] | None = None
+    """The requester's own words: never logged, never rendered raw, never decides anything."""
     emergency: StrictBool = False
+    """A declared emergency (break-glass): never lowers a decision, adds time-bound access and a review."""
     requested_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = None
+    """When the request was made (RFC 3339)."""
+    requested_privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)] | None = None
+    """For access changes: the privilege tier of what is asked for (0..9, the scale of
+    ``target.privilege_tier``), from the access catalogue. Missing: at least privileged, and at
+    least the target's own tier."""
+    consent_scope: ConsentScope | None = None
+    """For ``oauth_consent``: how much the app asks for (``low``, ``medium``, ``high``), from the
+    consent prompt. Missing: ``high``."""
+    consent_tenant_wide: StrictBool | None = None
+    """For ``oauth_consent``: consent for every user (admin consent) rather than the requester
+    alone. Missing: tenant-wide."""
 
 
 class Actor(_Strict):
     """Who asks. ``relationship`` is the actor's relationship to the target."""
 
     id: Identifier
+    """The requester's identity (canonical form; from the session, not the caller's word)."""
     type: ActorType
+    """``human``, ``ai_agent`` or ``service``."""
     relationship: Relationship
+    """The requester's relationship to the target as stated; the relationship of record
+    (target.manager, target.owners, an AI agent's principal) decides where it exists."""
     authenticated: StrictBool
+    """Whether the requester authenticated in this session (from the IdP or the IVR)."""
     auth_strength: AuthStrength
+    """How strongly: ``none``, ``password``, ``mfa``, ``phishing_resistant``."""
     on_behalf_of: Identifier | None = None
+    """For an AI agent: the person it acts for (from the chatbot's authenticated session).
+    Missing: it acts for no one."""
     roles: list[Identifier] = Field(default_factory=list, max_length=256)
+    """Role or group memberships of record (security and helpdesk roles count only with strong
+    authentication)."""
+    runs_as: Identifier | None = None
+    """The identity an AI agent or automation runs as (its service account or workload
+    identity): acting on it is acting on itself. Missing: only its own id is itself."""
 
 
 class Target(_Strict):
@@ -353,19 +453,46 @@ class Target(_Strict):
     """
 
     id: Identifier
+    """The target identity (canonical form)."""
     type: TargetType
+    """``human``, or a non-human identity: ``service_account``, ``oauth_app``, ``api_key``,
+    ``automation_token``, ``ai_agent``, ``workload_identity``."""
     privileged: StrictBool
+    """Holds privileged access (counts as at least the privileged tier)."""
     privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)]
+    """Privilege tier of record, 0 (none) to 9."""
     vip: StrictBool
+    """On the VIP list (executives and other favoured impersonation targets)."""
     status: TargetStatus
-    # Printable like an identifier, spelling kept (compared with the config's
-    # critical_environments as written).
-    environment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)] | None = None
+    """Lifecycle state of record: ``active``, ``suspended``, ``offboarded``."""
+    # Stored in canonical form (trimmed, case-folded) and compared with the
+    # config's non_production_environments; anything else is production.
+    environment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_environment)] | None = None
+    """An NHI's environment, compared trimmed and case-folded with the config's
+    non-production environments. Missing or not listed: production."""
     owners: list[Identifier] = Field(default_factory=list, max_length=256)
+    """An NHI's owners of record (the NHI inventory)."""
     owner_active: StrictBool | None = None
+    """Whether the NHI's owners are still active (HR status). Missing: inactive."""
     secret_age_days: Count | None = None
+    """Age of the NHI's secret. Missing: stale."""
     consumers: Count | None = None
+    """How many systems use the NHI's credential. Missing: widely distributed."""
     in_secrets_manager: StrictBool | None = None
+    """Whether the NHI's secret lives in a secrets manager. Missing: it does not."""
+    manager: Identifier | None = None
+    """A human target's manager of record (the directory): who approves, and who counts as
+    the manager when someone, or an AI agent acting for someone, asks. Missing:
+    ``actor.relationship`` (itself taken from the directory) is not cross-checked, and the
+    approver is looked up."""
+    contact_age_days: Count | None = None
+    """Days since the contact of record (phone, e-mail) was set. A callback goes only to a
+    contact older than the configured minimum. Missing: too new."""
+    publisher_verified: StrictBool | None = None
+    """For an OAuth app: its publisher is verified by the identity platform. Missing: not verified."""
+    holds_secret: StrictBool | None = None
+    """Whether the NHI holds a secret at all (a workload with federated, secretless
+    credentials holds none). Missing: it holds one."""
 
 
 class Context(_Strict):
@@ -373,8 +500,16 @@ class Context(_Strict):
     empty list means "none observed"."""
 
     risk_signals: list[RiskSignal] = Field(default_factory=list, max_length=len(RiskSignal) * 4)
+    """Detections from the IdP and telephony (observations: empty means none observed)."""
     failed_verifications_24h: Count = 0
+    """Failed identity verifications for this identity in the last 24 hours."""
     recent_credential_change_hours: Hours | None = None
+    """Hours since the last password, factor or contact change (the IdP's audit log).
+    Missing: a change within the chained-change window."""
+    enrolled_factor_available: StrictBool | None = None
+    """The account still has an enrolled authenticator the requester can use for a step-up
+    (from the IdP, never the caller's word). Missing: it has none, so a push cannot verify a
+    factor recovery."""
 
     @field_validator("risk_signals")
     @classmethod
@@ -612,8 +747,62 @@ class Obligation(_Strict):
     """What must happen as part of, or after, acting on the decision."""
 
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    #: A deadline in hours; ``0`` means at once.
     within_hours: Annotated[int, Field(ge=0, strict=True)] | None = None
     fields: list[str] | None = None
+    #: Who is told or acted for: ``holder``, ``owners``, or a configured contact
+    #: (the NHI-governance team for an identity with no active owner).
+    to: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)] | None = None
+
+
+class ApproverConstraint(_Strict):
+    """Who may give the approval a ``manager_approval`` level requires.
+
+    Machine-readable so that an integration (and the evidence check) can
+    enforce it: the approver is of record, never the requester, never an AI agent.
+    """
+
+    #: ``manager`` (a person's manager of record), ``owner`` (an NHI's owner of
+    #: record) or ``application_admin`` (an OAuth consent).
+    of_record: Literal["manager", "owner", "application_admin"]
+    #: The approvers of record the request names (``target.manager``, or the
+    #: owners), the excluded ones removed. ``None``: look them up in the
+    #: directory or inventory. ``[]``: none of record remains once the requester
+    #: is excluded, so the approval goes one level up (their manager, or security).
+    ids: list[str] | None
+    #: Never the approver: the requester, the person an AI agent acts for, the
+    #: identity it runs as.
+    exclude: list[str]
+    ai_agent: Literal[False] = False
+
+
+class CallbackConstraint(_Strict):
+    """Where the out-of-band callback a ``callback`` level requires may go."""
+
+    #: Whose contact of record is called: the account ``holder`` or the NHI's ``owners``.
+    to: Literal["holder", "owners"]
+    ids: list[str]
+    #: A contact of record younger than this is not used (a SIM swap or a
+    #: contact change shortly before would route the callback to the attacker).
+    min_contact_age_days: Annotated[int, Field(ge=0, strict=True)]
+    contact_age_days: Annotated[int, Field(ge=0, strict=True)] | None
+    #: ``contact_age_days`` is known and at least the minimum.
+    contact_usable: bool
+    #: What to do when the contact is not usable.
+    fallback: Literal["manager_of_record_or_in_person"] = "manager_of_record_or_in_person"
+    #: A factor recovery: never call the device or number being recovered.
+    not_the_recovered_factor: bool
+    #: Never a number or address supplied in the request.
+    request_supplied: Literal[False] = False
+    ai_agent: Literal[False] = False
+
+
+class Constraints(_Strict):
+    """Constraints on who may approve and whom to call back (each present when
+    the level requires it)."""
+
+    approver: ApproverConstraint | None = None
+    callback: CallbackConstraint | None = None
 
 
 def construct_trusted(cls: type[_M], values: dict[str, Any]) -> _M:
@@ -648,6 +837,9 @@ class Verdict(_Strict):
     reasons: list[Reason] = Field(min_length=1)
     obligations: list[Obligation]
     playbook: Annotated[str, Field(min_length=1, max_length=128)]
+    #: Who may approve and whom to call back. The stock policy always states
+    #: them; a custom policy that does not leaves this ``None``.
+    constraints: Constraints | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -689,6 +881,15 @@ class Verdict(_Strict):
         slug = "-" + self.level.value.replace("_", "-")
         if not self.playbook.endswith(slug):
             raise ValueError(f"playbook does not end with {slug!r}, the slug of level {self.level.value!r}")
+        if self.constraints is not None:
+            # A constraint for a check the level does not require, or none for
+            # one it does, would leave an integration enforcing the wrong thing.
+            needs_approver = "manager_approval" in self.requirements
+            needs_callback = "out_of_band_callback" in self.requirements
+            if (self.constraints.approver is not None) != needs_approver:
+                raise ValueError(f"constraints.approver must be given exactly when level {self.level.value!r} needs approval")
+            if (self.constraints.callback is not None) != needs_callback:
+                raise ValueError(f"constraints.callback must be given exactly when level {self.level.value!r} needs a callback")
         return self
 
     def parity_key(self) -> tuple[Any, ...]:
@@ -699,6 +900,7 @@ class Verdict(_Strict):
             tuple(self.requirements),
             tuple(sorted(r.code for r in self.reasons)),
             tuple(o.model_dump_json(exclude_none=True) for o in self.obligations),
+            None if self.constraints is None else self.constraints.model_dump_json(exclude_none=False),
         )
 
 
@@ -720,8 +922,23 @@ class Decision(Verdict):
     input_digest: str
 
     def to_dict(self) -> dict[str, Any]:
-        """The decision contract's JSON object (obligation parameters that do not apply are left out)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The decision contract's JSON object.
+
+        Obligation parameters that do not apply are left out; ``constraints``
+        lists the approver and callback constraints the level needs, each in
+        full (an approver ``ids`` of ``null`` means "look them up", which is
+        not the same as ``[]``).
+        """
+        doc = self.model_dump(mode="json", exclude_none=True, exclude={"constraints"})
+        if self.constraints is None:
+            return doc
+        constraints = {
+            name: part.model_dump(mode="json")
+            for name, part in (("approver", self.constraints.approver), ("callback", self.constraints.callback))
+            if part is not None
+        }
+        # In field order: the constraints right after the playbook.
+        return {k: (constraints if k == "constraints" else doc[k]) for k in type(self).model_fields if k in doc or k == "constraints"}
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return self.model_dump_json(exclude_none=True, indent=indent)
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

@@ -7,7 +7,8 @@ package (:func:`~helpdesk_policy.resources.stock_policy_dir`:
 at it), so an installed wheel works without the repo.
 
 The *policy revision* is ``sha256:`` over the policy files (tests excluded,
-sorted by relative path) and the canonical config JSON. An OPA bundle built
+sorted by relative path), the canonical config JSON and the canonical reason
+catalogue JSON (``reasons.yaml``: rewording a reason is a policy change). An OPA bundle built
 from the same files and config carries the same revision.
 """
 
@@ -19,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .catalogue import CATALOGUE_FILE, ReasonCatalogue, load_catalogue
 from .config import PolicyConfig, load_config
 from .errors import PolicyLoadError
 from .resources import stock_policy_dir
@@ -39,6 +41,8 @@ class PolicySet:
 
     directory: Path = field(default_factory=stock_policy_dir)
     config: PolicyConfig = field(default_factory=load_config)
+    #: How the reasons read (``reasons.yaml``), read by Rego as ``data.helpdesk.catalogue``.
+    catalogue: ReasonCatalogue = field(default_factory=load_catalogue)
 
     @classmethod
     def load(cls, directory: str | Path | None = None, config: Any = None) -> PolicySet:
@@ -52,7 +56,8 @@ class PolicySet:
             raise PolicyLoadError(f"policy directory not found: {d}")
         if config is None and directory is not None and (d / "config.yaml").is_file():
             config = d / "config.yaml"
-        ps = cls(directory=d, config=load_config(config))
+        catalogue = load_catalogue(d / CATALOGUE_FILE if directory is not None and (d / CATALOGUE_FILE).is_file() else None)
+        ps = cls(directory=d, config=load_config(config), catalogue=catalogue)
         if not ps.modules:
             raise PolicyLoadError(f"no .rego policy files in {d}")
         if directory is not None:
@@ -115,8 +120,8 @@ class PolicySet:
         return out
 
     def data(self) -> dict[str, Any]:
-        """The base document: ``{"helpdesk": {"config": …}}``."""
-        return {"helpdesk": {"config": self.config.to_data()}}
+        """The base document: ``{"helpdesk": {"config": …, "catalogue": …}}``."""
+        return {"helpdesk": {"config": self.config.to_data(), "catalogue": self.catalogue.to_data()}}
 
     @cached_property
     def revision(self) -> str:
@@ -124,4 +129,5 @@ class PolicySet:
         for name, source in sorted(self.modules.items()):
             h.update(b"file\0" + name.encode() + b"\0" + source.encode() + b"\0")
         h.update(b"config\0" + self.config.canonical_json().encode())
+        h.update(b"catalogue\0" + self.catalogue.canonical_json().encode())
         return "sha256:" + h.hexdigest()

@@ -29,7 +29,29 @@ strategy (narrowed), named in any of four ways:
 ``target={"privileged": True, ...}``      a section and a mapping of its fields
 ========================================  =====================================
 
-Unnamed fields are drawn over the whole vocabulary.
+Unnamed fields are drawn over the whole vocabulary, the optional facts of
+policy v2 included, each sometimes missing (``None``, read as its riskiest
+value):
+
+==========================================  ====================================
+``requested_privilege_tier=2``              tier of the access asked for (0..9)
+``consent_scope="low"``,                    an OAuth consent's scope and reach
+``consent_tenant_wide=False``
+``publisher_verified=True``                 the OAuth app's publisher is verified
+``runs_as="svc-bot"``                       the identity an agent runs as
+``manager="u-2"``                           the target's manager of record
+``contact_age_days=45``                     age of the target's contact of record
+``holds_secret=False``                      a secretless (federated) NHI
+``enrolled_factor_available=True``          a factor still enrolled (from the IdP)
+``action="temporary_access_pass"``          the temporary MFA bypass action
+==========================================  ====================================
+
+Without an override, the values the rules compare are drawn to collide often:
+``on_behalf_of`` and ``runs_as`` are often the target or one of its owners (an
+agent acting for the holder, or on the identity it runs as), ``manager`` often
+the requester or the person an agent acts for; environments come in inventory
+spellings (``PROD``, `` Prod ``, ``staging``, ``Dev``, ``prd``), and roles
+include the security and helpdesk roles of the stock config.
 
 >>> from hypothesis import given, settings, strategies as st
 >>> from helpdesk_policy import HelpdeskPolicy, Level
@@ -63,7 +85,7 @@ and a section mapping groups the fields of one section:
 >>> requests(target={"privilege_teir": 2})
 Traceback (most recent call last):
   ...
-TypeError: requests(): unknown field 'target.privilege_teir'; fields of target are ['id', 'type', 'privileged', 'privilege_tier', 'vip', 'status', 'environment', 'owners', 'owner_active', 'secret_age_days', 'consumers', 'in_secrets_manager']
+TypeError: requests(): unknown field 'target.privilege_teir'; fields of target are ['id', 'type', 'privileged', 'privilege_tier', 'vip', 'status', 'environment', 'owners', 'owner_active', 'secret_age_days', 'consumers', 'in_secrets_manager', 'manager', 'contact_age_days', 'publisher_verified', 'holds_secret']
 
 Overrides never yield an invalid request: fields that depend on an override
 follow it (pinning ``relationship="self"`` makes ``target.id`` equal
@@ -107,13 +129,16 @@ from pydantic import BaseModel, ValidationError
 from .config import PolicyConfig, load_config
 from .levels import Level
 from .models import (
+    AUTH_STRENGTH_ORDER,
     CHANNEL_TRUST_ORDER,
+    MAX_COUNT,
     MAX_ID_LENGTH,
     Action,
     Actor,
     ActorType,
     AuthStrength,
     Channel,
+    ConsentScope,
     Context,
     Relationship,
     Request,
@@ -251,7 +276,16 @@ _HOURS: SearchStrategy[float] = st.one_of(
     st.floats(min_value=0, allow_nan=False),
 )
 
-_ENVIRONMENTS = ["production", "prod", "staging", "dev", "test", "Production"]
+#: Environments as inventories spell them: production in several spellings
+#: (every unrecognised spelling is production), and non-production ones in
+#: other cases and with padding, which validation canonicalises (trimmed,
+#: case-folded) so they stay non-production.
+_ENVIRONMENTS = ["production", "prod", "PROD", " Prod ", "Production", "prd", "live",
+                 "staging", "Staging", "dev", "Dev", " DEV ", "test", "qa", "sandbox", "uat"]
+#: Roles: ordinary ones, and the security and helpdesk roles of the stock
+#: config (in other spellings too: roles are compared canonical).
+_ROLES = ["employee", "contractor", "admin", "helpdesk", "service_desk", "security", "security_operations",
+          "incident_response", "Security", "HelpDesk"]
 #: What a config string the policy compares with a request may hold
 #: (config.DataString): printable ASCII but '"' and '\\', no surrounding space.
 _CONFIG_TEXT = st.text(
@@ -283,7 +317,8 @@ _REQUEST_DEFAULTS: dict[str, SearchStrategy[Any]] = {
     "actor.authenticated": st.booleans(),
     "actor.auth_strength": st.sampled_from([s.value for s in AuthStrength]),
     "actor.on_behalf_of": _maybe(_IDS),
-    "actor.roles": st.lists(st.one_of(st.sampled_from(["employee", "contractor", "helpdesk", "admin"]), _IDS), max_size=3),
+    "actor.roles": st.lists(st.one_of(st.sampled_from(_ROLES), _IDS), max_size=3),
+    "actor.runs_as": _maybe(_IDS),
     "target.id": _IDS,
     # Half human, half one of the six NHI kinds.
     "target.type": st.one_of(st.just(TargetType.HUMAN.value), st.sampled_from(_NHI_TYPES)),
@@ -298,16 +333,26 @@ _REQUEST_DEFAULTS: dict[str, SearchStrategy[Any]] = {
     "target.secret_age_days": _maybe(_COUNTS),
     "target.consumers": _maybe(_COUNTS),
     "target.in_secrets_manager": _maybe(st.booleans()),
+    "target.manager": _maybe(_IDS),
+    # Around the stock callback_contact_min_age_days (30), where the rule bites.
+    "target.contact_age_days": _maybe(st.one_of(st.integers(25, 35), _COUNTS)),
+    "target.publisher_verified": _maybe(st.booleans()),
+    "target.holds_secret": _maybe(st.booleans()),
     "context.risk_signals": st.lists(st.sampled_from([s.value for s in RiskSignal]), max_size=6),
     "context.failed_verifications_24h": _COUNTS,
     "context.recent_credential_change_hours": _maybe(_HOURS),
+    "context.enrolled_factor_available": _maybe(st.booleans()),
+    "request.requested_privilege_tier": _maybe(st.integers(0, 9)),
+    "request.consent_scope": _maybe(st.sampled_from([c.value for c in ConsentScope])),
+    "request.consent_tenant_wide": _maybe(st.booleans()),
 }
 # Keep the numbers inside what the model accepts today: if it gains a bound
 # (a maximum count, finite hours), generation follows instead of rejecting
 # whole requests. Other fields are drawn from the vocabulary itself; filtering
 # them too would only cost time.
-_NUMERIC = ("target.privilege_tier", "target.secret_age_days", "target.consumers",
-            "context.failed_verifications_24h", "context.recent_credential_change_hours")
+_NUMERIC = ("target.privilege_tier", "target.secret_age_days", "target.consumers", "target.contact_age_days",
+            "context.failed_verifications_24h", "context.recent_credential_change_hours",
+            "request.requested_privilege_tier")
 _REQUEST_DEFAULTS.update({p: _REQUEST_DEFAULTS[p].filter(_request_field_ok(p)) for p in _NUMERIC})
 
 
@@ -490,11 +535,32 @@ def _request_doc(draw: Callable[[SearchStrategy[Any]], Any], overrides: Mapping[
         if draw(st.booleans()):
             owners = [actor_id, *owners]
 
+    # Who an agent acts for, the identity it runs as, and the target's manager
+    # of record: often the identities the rules compare them with (the
+    # target, an owner, the requester), so the relationship of record, agent
+    # self-privilege through a proxy identity and the approver constraint
+    # fire often; otherwise any id, or none.
+    related = [target_id, *owners] if owners else [target_id]
+    if "actor.on_behalf_of" in overrides:
+        on_behalf_of = override("actor.on_behalf_of")
+    else:
+        on_behalf_of = draw(st.one_of(_REQUEST_DEFAULTS["actor.on_behalf_of"], st.sampled_from(related)))
+    if "actor.runs_as" in overrides:
+        runs_as = override("actor.runs_as")
+    else:
+        runs_as = draw(st.one_of(_REQUEST_DEFAULTS["actor.runs_as"], st.sampled_from(related)))
+    if "target.manager" in overrides:
+        manager = override("target.manager")
+    else:
+        principals = [actor_id] if on_behalf_of is None else [actor_id, on_behalf_of]
+        manager = draw(st.one_of(_REQUEST_DEFAULTS["target.manager"], st.sampled_from(principals)))
+
     doc["request"]["action"] = action
     doc["actor"]["type"] = actor_type
     doc["target"]["type"] = target_type
-    doc["actor"].update(id=actor_id, relationship=rel, authenticated=authenticated, auth_strength=strength)
-    doc["target"].update(id=target_id, owners=owners)
+    doc["actor"].update(id=actor_id, relationship=rel, authenticated=authenticated, auth_strength=strength,
+                        on_behalf_of=on_behalf_of, runs_as=runs_as)
+    doc["target"].update(id=target_id, owners=owners, manager=manager)
     return doc
 
 
@@ -509,7 +575,7 @@ def _other_id(draw: Callable[[SearchStrategy[Any]], Any], path: str, other: str 
 
 _DEPENDENT = frozenset(
     {"target.type", "actor.type", "actor.id", "target.id", "actor.relationship", "actor.authenticated",
-     "actor.auth_strength", "target.owners"}
+     "actor.auth_strength", "target.owners", "actor.on_behalf_of", "actor.runs_as", "target.manager"}
 )
 
 
@@ -608,33 +674,68 @@ def _subsets(values: list[str]) -> SearchStrategy[list[str]]:
     return st.frozensets(st.sampled_from(values)).map(sorted)
 
 
+#: Actions that issue or change a credential: never in no_credential_actions
+#: (PolicyConfig refuses it).
+_ISSUING = frozenset({Action.PASSWORD_RESET.value, Action.MFA_RESET.value, Action.MFA_ADD_FACTOR.value,
+                      Action.TEMPORARY_ACCESS_PASS.value, Action.API_KEY_REISSUE.value,
+                      Action.SECRET_ROTATION.value, Action.CONTACT_CHANGE.value})
+_AUTH = [a.value for a in AUTH_STRENGTH_ORDER]
+#: Config words compared with canonical request fields (environments, roles)
+#: must be canonical themselves: lower-case printable ASCII.
+_CANONICAL_TEXT = _CONFIG_TEXT.map(str.lower)
+_CONFIG_ENVIRONMENTS = ["dev", "development", "test", "staging", "qa", "uat", "sandbox", "prod", "production"]
+_CONFIG_ROLES = ["security", "security_operations", "incident_response", "helpdesk", "service_desk", "admin"]
+
+
 @functools.lru_cache(maxsize=1)  # strategies are immutable; building them each draw is slow
 def _config_defaults() -> dict[str, SearchStrategy[Any]]:
     s = _stock()
     channels = [c.value for c in CHANNEL_TRUST_ORDER]
     return {
         "recovery_actions": _near(s.recovery_actions, _subsets(_ACTIONS)),
+        "factor_recovery_actions": _near(s.factor_recovery_actions, _subsets(_ACTIONS)),
         "factor_change_actions": _near(s.factor_change_actions, _subsets(_ACTIONS)),
+        "no_credential_actions": _near(s.no_credential_actions,
+                                       _subsets([a for a in _ACTIONS if a not in _ISSUING])),
         "access_actions": _near(s.access_actions, _subsets(_ACTIONS)),
         "nhi_credential_actions": _near(s.nhi_credential_actions, _subsets(_ACTIONS)),
+        "remediation_actions": _near(s.remediation_actions, _subsets(_ACTIONS)),
         "containment_actions": _near(s.containment_actions, _subsets(_ACTIONS)),
         "terminate_sessions_after": _near(s.terminate_sessions_after, _subsets(_ACTIONS)),
+        "strong_self_service_actions": _near(s.strong_self_service_actions, _subsets(_ACTIONS)),
+        "strong_self_service_auth": _near(s.strong_self_service_auth, st.sampled_from(_AUTH)),
+        "workload_min_auth_strength": _near(s.workload_min_auth_strength, st.sampled_from(_AUTH)),
         # Upward-closed in the trust order: a suffix of it, possibly empty.
         "remote_channels": _near(s.remote_channels, st.integers(0, len(channels)).map(lambda k: channels[k:])),
-        "min_auth_strength": _near(s.min_auth_strength, st.sampled_from([a.value for a in AuthStrength])),
+        "min_auth_strength": _near(s.min_auth_strength, st.sampled_from(_AUTH)),
         "vip_level": _near(s.vip_level, st.sampled_from(_BELOW_DENY)),
         "ai_agent_level": _near(s.ai_agent_level, st.sampled_from(_BELOW_DENY)),
-        "critical_environments": _near(
-            s.critical_environments,
-            st.frozensets(st.one_of(st.sampled_from(_ENVIRONMENTS), _CONFIG_TEXT), max_size=4).map(sorted),
+        "non_production_environments": _near(
+            s.non_production_environments,
+            st.frozensets(st.one_of(st.sampled_from(_CONFIG_ENVIRONMENTS), _CANONICAL_TEXT), max_size=6).map(sorted),
         ),
-        "nhi_wide_consumers": _near(s.nhi_wide_consumers, st.one_of(st.integers(1, 50), st.integers(min_value=1))),
-        "max_secret_age_days": _near(s.max_secret_age_days, st.one_of(st.integers(1, 400), st.integers(min_value=1))),
+        "nhi_wide_consumers": _near(s.nhi_wide_consumers, st.one_of(st.integers(1, 50), st.integers(1, MAX_COUNT))),
+        "max_secret_age_days": _near(s.max_secret_age_days, st.one_of(st.integers(1, 400), st.integers(1, MAX_COUNT))),
+        "security_roles": _near(
+            s.security_roles, st.frozensets(st.one_of(st.sampled_from(_CONFIG_ROLES), _CANONICAL_TEXT), max_size=4).map(sorted)
+        ),
+        "helpdesk_roles": _near(
+            s.helpdesk_roles, st.frozensets(st.one_of(st.sampled_from(_CONFIG_ROLES), _CANONICAL_TEXT), max_size=4).map(sorted)
+        ),
         "high_risk_signals": _near(s.high_risk_signals, _subsets([r.value for r in RiskSignal])),
         "failed_verifications_callback": _near(s.failed_verifications_callback, st.integers(1, 10)),
         "chained_change_window_hours": _near(s.chained_change_window_hours, st.one_of(st.integers(0, 200), st.integers(0, 24 * 365))),
         "revoke_previous_within_hours": _near(s.revoke_previous_within_hours, st.integers(0, 24 * 365)),
+        "revoke_compromised_within_hours": _near(s.revoke_compromised_within_hours,
+                                                 st.one_of(st.just(0), st.integers(0, 24 * 365))),
+        "privileged_access_max_hours": _near(s.privileged_access_max_hours, st.integers(1, 24 * 365)),
         "break_glass_hours": _near(s.break_glass_hours, st.integers(0, 24 * 365)),
+        "temporary_access_pass_max_hours": _near(s.temporary_access_pass_max_hours, st.integers(1, 24 * 30)),
+        "post_incident_review_within_hours": _near(s.post_incident_review_within_hours, st.integers(1, 24 * 365)),
+        "callback_contact_min_age_days": _near(s.callback_contact_min_age_days,
+                                               st.one_of(st.integers(0, 90), st.integers(0, 3650))),
+        "nhi_governance_contact": _near(s.nhi_governance_contact,
+                                        st.one_of(st.sampled_from(["nhi-governance", "security", "iam"]), _CONFIG_TEXT)),
         "strict_level": _near(s.strict_level, st.sampled_from([Level.CALLBACK.value, Level.DENY.value])),
     }
 
@@ -674,7 +775,41 @@ def _config_single_field_rule(path: str, value: Any) -> str | None:
             return "must be upward-closed in CHANNEL_TRUST_ORDER"
     if path == "action_baseline" and {Action(a) for a in value} != set(Action):
         return "must give every action a level"
+    if path == "no_credential_actions" and _ISSUING & set(value):
+        return f"these issue or change a credential: {sorted(_ISSUING & set(value))}"
     return None
+
+
+#: Config keys whose values must nest: ``small ⊆ big ∪ extra``.
+_CONFIG_SUBSETS: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("factor_recovery_actions", "recovery_actions", frozenset()),
+    ("strong_self_service_actions", "factor_change_actions", frozenset({Action.ACCOUNT_UNLOCK.value})),
+)
+#: Config keys that must be at least as strong as ``min_auth_strength``.
+_AT_LEAST_MIN_AUTH = ("strong_self_service_auth", "workload_min_auth_strength")
+
+
+def _auth_rank(value: str) -> int:
+    return _AUTH.index(value)
+
+
+def _check_pinned_config(p: Mapping[str, Any]) -> None:
+    # PolicyConfig's cross-key rules, for values pinned together.
+    problems = []
+    if isinstance(p.get("privileged_tier"), int) and isinstance(p.get("callback_tier"), int):
+        if p["callback_tier"] < p["privileged_tier"]:
+            problems.append("callback_tier >= privileged_tier")
+    for small, big, extra in _CONFIG_SUBSETS:
+        if small in p and big in p and set(p[small]) - set(p[big]) - extra:
+            problems.append(f"{small} must be a subset of {big}" + (f" (plus {sorted(extra)})" if extra else ""))
+    for name in _AT_LEAST_MIN_AUTH:
+        if name in p and "min_auth_strength" in p and _auth_rank(p[name]) < _auth_rank(p["min_auth_strength"]):
+            problems.append(f"{name} >= min_auth_strength")
+    if "revoke_compromised_within_hours" in p and "revoke_previous_within_hours" in p:
+        if p["revoke_compromised_within_hours"] > p["revoke_previous_within_hours"]:
+            problems.append("revoke_compromised_within_hours <= revoke_previous_within_hours")
+    if problems:
+        raise ValueError("configs(): the pinned overrides can never be valid together: " + "; ".join(problems))
 
 
 def _normalise_config_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -716,6 +851,30 @@ def _config_doc(draw: Callable[[SearchStrategy[Any]], Any], overrides: Mapping[s
         lo = p_tier if isinstance(p_tier, int) and 1 <= p_tier <= 9 else 1
         c_tier = draw(_near(max(stock.callback_tier, lo), st.integers(lo, 9)))
     doc.update(privileged_tier=p_tier, callback_tier=c_tier)
+
+    # The other cross-key rules: whichever key is free follows the ones given.
+    for small, big, extra in _CONFIG_SUBSETS:
+        if small not in overrides:
+            doc[small] = sorted(set(doc[small]) & (set(doc[big]) | extra))
+        elif big not in overrides:
+            doc[big] = sorted(set(doc[big]) | (set(doc[small]) - extra))
+    if "no_credential_actions" not in overrides:
+        doc["no_credential_actions"] = sorted(set(doc["no_credential_actions"]) - _ISSUING)
+    if "min_auth_strength" not in overrides:
+        pinned = [doc[n] for n in _AT_LEAST_MIN_AUTH if n in overrides and doc[n] in _AUTH]
+        if doc["min_auth_strength"] in _AUTH:
+            doc["min_auth_strength"] = min([doc["min_auth_strength"], *pinned], key=_auth_rank)
+    for name in _AT_LEAST_MIN_AUTH:
+        if name not in overrides and doc["min_auth_strength"] in _AUTH:
+            doc[name] = max(doc[name], doc["min_auth_strength"], key=_auth_rank)
+    if "revoke_compromised_within_hours" not in overrides:
+        previous = doc["revoke_previous_within_hours"]
+        if isinstance(previous, int) and not isinstance(previous, bool):
+            doc["revoke_compromised_within_hours"] = min(doc["revoke_compromised_within_hours"], max(previous, 0))
+    elif "revoke_previous_within_hours" not in overrides:
+        compromised = doc["revoke_compromised_within_hours"]
+        if isinstance(compromised, int) and not isinstance(compromised, bool):
+            doc["revoke_previous_within_hours"] = max(doc["revoke_previous_within_hours"], compromised)
     return doc
 
 
@@ -735,7 +894,14 @@ def configs(**overrides: Any) -> SearchStrategy[PolicyConfig]:
     an upward-closed suffix of the channel trust order (possibly empty), tiers
     with ``callback_tier >= privileged_tier``, ``vip_level`` and ``ai_agent_level``
     below ``deny``, ``strict_level`` ``callback`` or ``deny``, any baseline level
-    per action.
+    per action, and every cross-key invariant kept: ``factor_recovery_actions``
+    within ``recovery_actions``, ``strong_self_service_actions`` within
+    ``factor_change_actions`` (plus ``account_unlock``), no credential-issuing
+    action in ``no_credential_actions``, ``strong_self_service_auth`` and
+    ``workload_min_auth_strength`` at least ``min_auth_strength``,
+    ``revoke_compromised_within_hours`` at most ``revoke_previous_within_hours``,
+    environments and roles in canonical (lower-case) form. Of two keys bound
+    by an invariant, the one you leave free follows the one you give.
 
     Args:
         **overrides: top-level config keys (``strict_level="deny"``), or
@@ -764,9 +930,7 @@ def configs(**overrides: Any) -> SearchStrategy[PolicyConfig]:
     """
     paths = _normalise_config_overrides(overrides)
     pinned = _pinned_values(paths, _check_config_field, "configs()")
-    if isinstance(pinned.get("privileged_tier"), int) and isinstance(pinned.get("callback_tier"), int):
-        if pinned["callback_tier"] < pinned["privileged_tier"]:
-            raise ValueError("configs(): the pinned overrides can never be valid together: callback_tier >= privileged_tier")
+    _check_pinned_config(pinned)
     strategies = {path: _as_strategy(value) for path, value in paths.items()}
     return _config_doc(strategies).map(_validated_config)
 

@@ -115,7 +115,8 @@ class OpaGoEngine(BaseEngine):
         try:
             for name, source in policy_set.modules.items():
                 self._engine.add_policy(name, source)
-            self._engine.add_data(policy_set.config.to_data(), path="helpdesk.config")
+            for name, doc in policy_set.data()["helpdesk"].items():
+                self._engine.add_data(doc, path=f"helpdesk.{name}")
         except OpaError as exc:
             self._engine.close()
             raise PolicyLoadError(f"OPA's Go evaluator refuses the policies in {policy_set.directory}: {exc}") from None

@@ -100,6 +100,8 @@ __all__ = [
     "git_toplevel",
     "load_cases",
     "parse_git_spec",
+    "RECORDED",
+    "recorded_outcome",
     "playbook_level",
     "resolve_policy_source",
     "summarise_request",
@@ -128,13 +130,25 @@ class Change(str, enum.Enum):
 # ------------------------------------------------------------------------ cases
 
 
+#: ``--base recorded``: the base is what the decision logs say was decided.
+RECORDED = "recorded"
+
+
 @dataclass(frozen=True)
 class DiffCase:
-    """One request to compare, and where it came from."""
+    """One request to compare, and where it came from.
+
+    A case read from a decision-log record keeps the decision recorded there
+    (``recorded``, the record's ``result``) and the revision that made it, so
+    a new policy can be compared with what was actually decided, even when
+    the policy that decided it no longer loads (``--base recorded``).
+    """
 
     name: str
     source: str
     request: Request
+    recorded: Mapping[str, Any] | None = None
+    recorded_revision: str | None = None
 
 
 def generated_cases(n: int, seed: int) -> list[DiffCase]:
@@ -170,7 +184,11 @@ def _case_from_item(item: Any, label: str, source: str, errors: list[FieldError]
         return None
     if not _is_log_record(item):
         label = f"{label} ({request.request.id})"
-    return DiffCase(label, source, request)
+        return DiffCase(label, source, request)
+    result, revision = item.get("result"), item.get("policy_revision")
+    return DiffCase(label, source, request,
+                    recorded=result if isinstance(result, Mapping) else None,
+                    recorded_revision=revision if isinstance(revision, str) else None)
 
 
 def _display(path: Path) -> str:
@@ -727,6 +745,32 @@ def _obligation_strength(base: Mapping[str, Any], head: Mapping[str, Any]) -> in
     return 0
 
 
+def recorded_outcome(case: DiffCase) -> Outcome:
+    """The decision a decision-log record holds for ``case``, validated like an engine's answer.
+
+    A record without a result, or with one that is not a valid decision, is
+    this case's error: a diff never guesses what was decided.
+    """
+    if case.recorded is None:
+        return Outcome(None, error="no recorded decision (not a decision-log record with a result)")
+    doc = {k: v for k, v in case.recorded.items() if k in Verdict.model_fields}
+    try:
+        return Outcome.of(Verdict.model_validate(doc))
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        return Outcome(None, error=f"the recorded decision is not valid: {first}")
+
+
+def recorded_version(cases: Sequence[DiffCase]) -> VersionInfo:
+    """The base side of ``--base recorded``: the revisions the records name."""
+    revisions = sorted({c.recorded_revision for c in cases if c.recorded_revision})
+    if len(revisions) == 1:
+        revision = revisions[0]
+    else:
+        revision = f"{len(revisions)} revisions" if revisions else "unknown"
+    return VersionInfo(RECORDED, "the decisions recorded in the decision logs", revision)
+
+
 class _Evaluator:
     """The ``rego`` engine for one policy set, answering :class:`Outcome` objects.
 
@@ -846,7 +890,7 @@ class DiffReport:
 
 
 def diff_policies(
-    base: PolicySet,
+    base: PolicySet | None,
     head: PolicySet,
     cases: Sequence[DiffCase],
     *,
@@ -859,6 +903,10 @@ def diff_policies(
     opa: OpaCheck = "auto",
 ) -> DiffReport:
     """Evaluate ``cases`` under both policy sets with the ``rego`` engine and compare.
+
+    ``base=None`` compares the head with the decisions the cases' decision-log
+    records hold (``--base recorded``): what was actually decided, by
+    whatever policy version and library version was running then.
 
     With ``opa`` ``"auto"`` (when OPA's Go evaluator is installed) or
     ``"require"``, the head also decides every case under OPA's Go evaluator,
@@ -874,12 +922,18 @@ def diff_policies(
     evaluators = []
     try:
         for ps, side in ((base, "base"), (head, "head")):
+            if ps is None:
+                continue
             try:
                 evaluators.append(_Evaluator(ps))
             except PolicyLoadError as exc:
                 raise PolicyLoadError(f"{side} policy: {exc}") from exc
-        b_eval, h_eval = evaluators
-        diffs = [compare(c, b_eval(c.request), h_eval(c.request)) for c in cases]
+        h_eval = evaluators[-1]
+        if base is None:
+            diffs = [compare(c, recorded_outcome(c), h_eval(c.request)) for c in cases]
+        else:
+            b_eval = evaluators[0]
+            diffs = [compare(c, b_eval(c.request), h_eval(c.request)) for c in cases]
         if opa == "off":
             conformance = skipped_conformance("disabled")
         else:
@@ -888,8 +942,12 @@ def diff_policies(
     finally:
         for e in evaluators:
             e.close()
+    if base is None:
+        base_info = recorded_version(cases)
+    else:
+        base_info = VersionInfo(base_label, base_description or str(base.directory), base.revision)
     return DiffReport(
-        base=VersionInfo(base_label, base_description or str(base.directory), base.revision),
+        base=base_info,
         head=VersionInfo(head_label, head_description or str(head.directory), head.revision),
         diffs=diffs,
         sources=list(sources),

@@ -37,6 +37,7 @@ from ..models import (
     ActorType,
     AuthStrength,
     Channel,
+    ConsentScope,
     Relationship,
     Request,
     RiskSignal,
@@ -54,10 +55,20 @@ _NHI_TYPES: tuple[TargetType, ...] = tuple(t for t in TargetType if t.is_nhi)
 _NON_SELF: tuple[Relationship, ...] = tuple(r for r in Relationship if r is not Relationship.SELF)
 _STRONG: tuple[AuthStrength, ...] = tuple(s for s in AuthStrength if s is not AuthStrength.NONE)
 _SIGNALS: tuple[RiskSignal, ...] = tuple(RiskSignal)
-# Includes the critical ones from the stock config and a casing variant that is
-# *not* critical there, so a config or rule change around environments shows up.
-_ENVIRONMENTS: tuple[str, ...] = ("production", "prod", "staging", "dev", "test", "Production")
-_ROLES: tuple[str, ...] = ("employee", "contractor", "helpdesk", "admin", "network_admin")
+# Production in the spellings inventories use, and non-production ones in
+# other cases and with padding (validation trims and case-folds them, so
+# ``" Prod "`` is production and ``"Dev"`` is not): a config or rule change
+# around environments shows up.
+_ENVIRONMENTS: tuple[str, ...] = ("production", "prod", "PROD", " Prod ", "Production", "prd",
+                                  "staging", "Staging", "dev", "Dev", "test", "qa")
+#: The second role of a person: ordinary ones, and the security and helpdesk
+#: roles of the stock config (which open containment and information requests).
+_ROLES: tuple[str, ...] = ("employee", "contractor", "helpdesk", "admin", "network_admin",
+                           "security", "service_desk", "incident_response")
+_SCOPES: tuple[ConsentScope, ...] = tuple(ConsentScope)
+_ACCESS: frozenset[Action] = frozenset(
+    {Action.ACCESS_GRANT, Action.ROLE_CHANGE, Action.PRIVILEGE_ELEVATION, Action.DELEGATED_ADMIN}
+)
 _JUSTIFICATIONS: tuple[str, ...] = (
     "lost phone",
     "locked out after holiday",
@@ -109,7 +120,7 @@ def generate_requests(n: int, seed: int = 0) -> list[Request]:
     """``n`` valid, varied requests, the same for the same ``n`` and ``seed`` everywhere.
 
     The mix covers the whole vocabulary: actions cycle through every action (so
-    any ``n >= 17`` contains each one), and channels, requester kinds (human,
+    any ``n >= 18`` contains each one), and channels, requester kinds (human,
     AI agent, service), relationships, authentication strengths, target kinds
     (half human, half one of the six NHI kinds), statuses, privilege tiers,
     VIP flags, risk signals, failed verifications and recent credential changes
@@ -119,7 +130,15 @@ def generate_requests(n: int, seed: int = 0) -> list[Request]:
     target's kind: a person, an AI agent, or automation for any other NHI),
     ``authenticated`` is false exactly
     when ``auth_strength`` is ``none``, and ``service_account_create`` targets
-    an NHI. Optional NHI facts are sometimes ``None`` (read as riskiest).
+    an NHI. Optional facts are sometimes ``None`` (read as riskiest): the NHI
+    facts, and the facts of policy v2 (the requested privilege tier of an
+    access change, an OAuth consent's scope, reach and publisher, the
+    identity an agent runs as, often the target itself, the target's manager
+    of record, often the requester, the age of its contact of record around
+    the 30-day minimum, whether an NHI holds a secret, whether a factor is
+    still enrolled). Environments come in inventory spellings (``PROD``,
+    ``" Prod "``, ``Staging``, ``Dev``), and people sometimes hold a security
+    or helpdesk role.
 
     Args:
         n: how many requests (``0`` gives an empty list).
@@ -189,8 +208,14 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
         on_behalf_of = target_id if (not is_nhi and draw.chance(0.5)) else f"u-{draw.between(1, 80)}"
 
     roles = [_ROLES[0]] if actor_type is ActorType.HUMAN else []
-    if actor_type is ActorType.HUMAN and draw.chance(0.3):
+    if actor_type is ActorType.HUMAN and draw.chance(0.4):
         roles.append(draw.pick(_ROLES[1:]))
+
+    # The identity an agent or automation runs as: sometimes the target itself
+    # (an agent changing the access of its own service account).
+    runs_as: str | None = None
+    if actor_type is not ActorType.HUMAN and draw.chance(0.4):
+        runs_as = target_id if draw.chance(0.5) else f"svc-{draw.between(41, 80)}"
 
     # --- target facts
     privileged = draw.chance(0.3)
@@ -215,6 +240,8 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
         # not, so the ownership denials fire too.
         if relationship is Relationship.OWNER or (relationship is not Relationship.SELF and draw.chance(0.6)):
             owners.insert(0, actor_id)  # the requester owns the NHI
+        if on_behalf_of is not None and draw.chance(0.5):
+            owners.append(on_behalf_of)  # an agent acting for an owner
         owners = list(dict.fromkeys(owners))  # ordered de-duplication
         environment = None if draw.chance(0.2) else draw.pick(_ENVIRONMENTS)
         o = draw.unit()
@@ -224,12 +251,38 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
         m = draw.unit()
         in_manager = None if m < 0.2 else (m < 0.6)
 
+    # --- v2 facts: each sometimes missing (read as its riskiest value)
+    # The manager of record of a person: often the requester (or the person an
+    # agent acts for), so "manager" is a relationship of record; sometimes someone else.
+    manager: str | None = None
+    if not is_nhi and not draw.chance(0.3):
+        u = draw.unit()
+        principal = on_behalf_of if actor_type is ActorType.AI_AGENT else actor_id
+        manager = principal if (u < 0.5 and principal is not None and principal != target_id) \
+            else f"u-{draw.between(81, 99)}"
+    # Around the stock 30-day minimum for a contact of record used in a callback.
+    contact_age = None if draw.chance(0.3) else draw.pick((0, 3, 29, 30, 31, 90, 400))
+    holds_secret = None if not is_nhi or draw.chance(0.5) else draw.chance(0.6)
+    publisher_verified = None
+    if target_type is TargetType.OAUTH_APP and not draw.chance(0.3):
+        publisher_verified = draw.chance(0.6)
+    enrolled = None if draw.chance(0.4) else draw.chance(0.6)
+    requested_tier = None
+    if action in _ACCESS and not draw.chance(0.4):
+        requested_tier = draw.between(0, 3)
+    scope: ConsentScope | None = None
+    tenant_wide: bool | None = None
+    if action is Action.OAUTH_CONSENT:
+        scope = None if draw.chance(0.3) else draw.pick(_SCOPES)
+        tenant_wide = None if draw.chance(0.3) else draw.chance(0.4)
+
     # --- context
     # Most tickets carry no signal; when some do, usually one or two.
     k = 0 if draw.chance(0.55) else draw.pick((1, 1, 1, 2, 2, 3))
     signals = [sig.value for sig in draw.subset(_SIGNALS, k)]
     failed = 0 if draw.chance(0.8) else draw.between(1, 5)
-    recent = None if draw.chance(0.7) else float(draw.between(0, 200))
+    # Missing history reads as a change within the window wherever the chained rule applies.
+    recent = None if draw.chance(0.5) else float(draw.between(0, 200))
 
     return {
         "request": {
@@ -239,6 +292,9 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
             "justification": None if draw.chance(0.3) else draw.pick(_JUSTIFICATIONS),
             "emergency": draw.chance(0.06),
             "requested_at": (_EPOCH + timedelta(minutes=37 * index)).isoformat().replace("+00:00", "Z"),
+            "requested_privilege_tier": requested_tier,
+            "consent_scope": None if scope is None else scope.value,
+            "consent_tenant_wide": tenant_wide,
         },
         "actor": {
             "id": actor_id,
@@ -248,6 +304,7 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
             "auth_strength": strength.value,
             "on_behalf_of": on_behalf_of,
             "roles": roles,
+            "runs_as": runs_as,
         },
         "target": {
             "id": target_id,
@@ -262,10 +319,15 @@ def _one(draw: _Draw, seed: int, index: int, action: Action) -> dict[str, Any]:
             "secret_age_days": secret_age,
             "consumers": consumers,
             "in_secrets_manager": in_manager,
+            "manager": manager,
+            "contact_age_days": contact_age,
+            "publisher_verified": publisher_verified,
+            "holds_secret": holds_secret,
         },
         "context": {
             "risk_signals": signals,
             "failed_verifications_24h": failed,
             "recent_credential_change_hours": recent,
+            "enrolled_factor_available": enrolled,
         },
     }

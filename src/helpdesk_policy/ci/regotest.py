@@ -599,7 +599,8 @@ def _opa_engine(src: _Sources, modules: dict[str, str], what: str) -> Any:
     try:
         for name, source in modules.items():
             engine.add_policy(name, source)
-        engine.add_data(src.data["helpdesk"]["config"], path="helpdesk.config")
+        for name, doc in src.data["helpdesk"].items():
+            engine.add_data(doc, path=f"helpdesk.{name}")
     except OpaError as exc:
         engine.close()
         raise PolicyLoadError(f"{what} in {src.directory} do not compile (OPA): {exc}") from None

@@ -26,10 +26,21 @@ policies (``policies/tests/*.yaml``) and that ``helpdesk-policy test`` runs::
         expect: {level: step_up}
       - name: guidance sets a floor and a ceiling, not one level
         refs: [CISA-AA23-320A]                           # what the case rests on
+        why: an impersonable channel, but a factor still enrolled    # optional
         request: {request: {action: mfa_reset, channel: phone}}
         expect:
           level_at_least: step_up                        # both inclusive; either alone
           level_at_most: manager_approval
+
+In a suite an obligation entry may also pin ``to`` (whom a notification goes
+to), and ``constraints`` checks who may approve and whom to call back
+(:class:`SuiteExpectation`)::
+
+        expect:
+          level: manager_approval
+          obligations: [{code: notify_identity_owner, to: holder}]
+          constraints:
+            approver: {of_record: manager, ids: [u-200], exclude: [u-100]}
 
 Every expectation is optional but a case must state at least one. ``level``
 pins the level; ``level_at_least`` / ``level_at_most`` (alone or together, not
@@ -37,7 +48,8 @@ with ``level``) accept a range of the ladder instead. Reason and obligation
 entries are codes, or mappings that also pin a reason's ``level`` or an
 obligation's ``within_hours`` / ``fields``: the expectation model of
 :mod:`helpdesk_policy.expectations`, which users' own tests share. ``refs``
-(optional, non-empty when present) cites the guidance a case rests on. Files
+(optional, non-empty when present) cites the guidance a case rests on, and
+``why`` (optional) says in a sentence why the expectation is what it is. Files
 are read strictly (:mod:`helpdesk_policy.loading`: a duplicated key is an
 error, never "last one wins") and validated by pydantic models that forbid
 unknown keys, and requests by the request model, so a typo fails the load
@@ -59,7 +71,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -70,7 +82,7 @@ from ..errors import (
     InvalidRequestError,
     SuiteError,
 )
-from ..expectations import Expectation, check_decision, describe_decision
+from ..expectations import Expectation, ObligationExpectation, check_decision, describe_decision
 from ..loading import load_document
 from ..models import Decision, Request, parse_request
 from ..resources import stock_policy_dir
@@ -85,6 +97,8 @@ __all__ = [
     "Suite",
     "SuiteCase",
     "SuiteError",
+    "SuiteExpectation",
+    "check_case",
     "SuiteFile",
     "files_under",
     "find_suite_files",
@@ -106,6 +120,119 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SuiteObligationExpectation(ObligationExpectation):
+    """An obligation that must be present; in a suite it may also pin ``to``
+    (whom a notification goes to: ``holder``, ``owners``, the NHI-governance contact)."""
+
+    to: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+class ApproverExpectation(_Strict):
+    """What the approver constraint must say (unset fields are not checked)."""
+
+    of_record: Literal["manager", "owner", "application_admin"] | None = None
+    ids: list[str] | None = None
+    """The approvers of record (compared as a set); give ``ids_unknown: true`` for ``null``."""
+    ids_unknown: bool | None = None
+    """``true``: ``ids`` must be ``null`` (look the approvers up); ``false``: they must be known."""
+    exclude: list[str] | None = None
+    """Compared as a set."""
+
+    @model_validator(mode="after")
+    def _ids(self) -> ApproverExpectation:
+        if self.ids is not None and self.ids_unknown:
+            raise ValueError("give ids or ids_unknown: true, not both")
+        return self
+
+
+class CallbackExpectation(_Strict):
+    """What the callback constraint must say (unset fields are not checked)."""
+
+    to: Literal["holder", "owners"] | None = None
+    ids: list[str] | None = None
+    """Compared as a set."""
+    min_contact_age_days: Annotated[int, Field(ge=0)] | None = None
+    contact_age_days: Annotated[int, Field(ge=0)] | None = None
+    contact_usable: bool | None = None
+    not_the_recovered_factor: bool | None = None
+
+
+class ConstraintsExpectation(_Strict):
+    """The constraints that must be present, each with the fields given."""
+
+    approver: ApproverExpectation | None = None
+    callback: CallbackExpectation | None = None
+
+
+class SuiteExpectation(Expectation):
+    """A suite case's expectation: :class:`~helpdesk_policy.expectations.Expectation`,
+    plus an obligation's ``to`` and the decision's ``constraints``::
+
+        expect:
+          level: manager_approval
+          obligations: [{code: notify_identity_owner, to: holder}]
+          constraints:
+            approver: {of_record: manager, ids: [u-200], exclude: [u-100]}
+    """
+
+    obligations: list[SuiteObligationExpectation] = Field(default_factory=list)  # type: ignore[assignment]
+    constraints: ConstraintsExpectation | None = None
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> SuiteExpectation:
+        # Expectation refuses an expectation that checks nothing; constraints
+        # alone check something. (Same name: it replaces the inherited validator.)
+        nothing_else = (self.level is None and self.level_range is None and self.allowed is None
+                        and not self.reasons and not self.reasons_absent and not self.obligations
+                        and not self.obligations_absent)
+        if self.constraints is not None and nothing_else:
+            return self
+        return _EXPECTATION_CHECKS(self)  # type: ignore[no-any-return]
+
+
+#: Expectation's own consistency checks (what SuiteExpectation._meaningful defers to).
+_EXPECTATION_CHECKS = Expectation.__pydantic_decorators__.model_validators["_meaningful"].func
+
+
+def check_case(decision: Decision, expect: Expectation) -> list[str]:
+    """:func:`~helpdesk_policy.expectations.check_decision`, plus what a
+    :class:`SuiteExpectation` adds (an obligation's ``to``, the constraints)."""
+    out = check_decision(decision, expect)
+    if not isinstance(expect, SuiteExpectation):
+        return out
+    actual_obligations = {o.code: o for o in decision.obligations}
+    for ospec in expect.obligations:
+        actual = actual_obligations.get(ospec.code)
+        if actual is not None and ospec.to is not None and actual.to != ospec.to:
+            out.append(f"obligation {ospec.code}: expected to={ospec.to}, got {actual.to}")
+    if expect.constraints is not None:
+        out += _constraint_mismatches(decision, expect.constraints)
+    return out
+
+
+def _constraint_mismatches(decision: Decision, spec: ConstraintsExpectation) -> list[str]:
+    out: list[str] = []
+    have = decision.constraints
+    for name in ("approver", "callback"):
+        want = getattr(spec, name)
+        if want is None:
+            continue
+        actual = None if have is None else getattr(have, name)
+        if actual is None:
+            out.append(f"constraint missing: {name}")
+            continue
+        for field, value in want.model_dump(exclude_none=True).items():
+            if field == "ids_unknown":
+                if value != (actual.ids is None):
+                    out.append(f"constraint {name}.ids: expected {'null' if value else 'known ids'}, got {actual.ids}")
+                continue
+            got = getattr(actual, field)
+            same = sorted(got) == sorted(value) if isinstance(value, list) and got is not None else got == value
+            if not same:
+                out.append(f"constraint {name}.{field}: expected {value!r}, got {got!r}")
+    return out
+
+
 class SuiteCase(_Strict):
     """One case as written in a suite file."""
 
@@ -113,9 +240,11 @@ class SuiteCase(_Strict):
     description: str | None = None
     refs: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)] | None = None
     """The guidance the case rests on (``CISA-AA23-320A``); when given, at least one."""
+    why: Annotated[str, Field(min_length=1, max_length=4000)] | None = None
+    """Why the expectation is what it is (the guidance read, a decision taken on purpose)."""
     request: dict[str, Any] | None = None
     request_file: Annotated[str, Field(min_length=1)] | None = None
-    expect: Expectation
+    expect: SuiteExpectation
 
     @model_validator(mode="after")
     def _one_request(self) -> SuiteCase:
@@ -152,6 +281,7 @@ class Case:
     description: str | None = None
     request_file: Path | None = None
     refs: tuple[str, ...] = ()
+    why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,7 +497,8 @@ def load_suite(path: str | Path, *, display: str | None = None) -> Suite:
         request, request_path = requests[index]
         assert request is not None  # every failure above was recorded as an error
         cases.append(Case(name=case.name, request=request, expect=case.expect, index=index,
-                          description=case.description, request_file=request_path, refs=tuple(case.refs or ())))
+                          description=case.description, request_file=request_path, refs=tuple(case.refs or ()),
+                          why=case.why))
     return Suite(name=spec.suite, cases=tuple(cases), path=p, description=spec.description, display=display)
 
 
@@ -461,7 +592,7 @@ def run_suite(policy: HelpdeskPolicy, suite: Suite, *, allow_degraded: bool = Fa
                                       case.expect, case.refs))
             continue
         elapsed = time.perf_counter() - start
-        mismatches = check_decision(decision, case.expect)
+        mismatches = check_case(decision, case.expect)
         if decision.degraded and not allow_degraded:
             mismatches.insert(0, f"decision is degraded (engine {decision.engine!r} answered, not "
                                  f"{policy.engine_names[0]!r}): the policy under test did not decide")

@@ -116,7 +116,8 @@ def test_command(policy_dir: Path | None, config_file: Path | None, suites: tupl
 
 @click.command("diff")
 @click.option("--base", required=True, metavar="OLD",
-              help="Base policy: a directory, or git:<ref>[:<path>] (e.g. git:origin/main).")
+              help="Base policy: a directory, git:<ref>[:<path>] (e.g. git:origin/main), or 'recorded': the "
+                   "decisions the --cases decision logs hold.")
 @click.option("--head", default=None, metavar="NEW",
               help="Head policy: a directory, or git:<ref>[:<path>]. Default: OLD itself, for a config-only change "
                    "(give --config).")
@@ -152,10 +153,20 @@ def diff_command(base: str, head: str | None, head_config: Path | None, base_con
 
     A config-only change is one command: --base policies --config new.yaml
     compares policies/ under its config.yaml with the same Rego under new.yaml.
+
+    --base recorded compares NEW with what was actually decided: the result
+    each decision-log record in --cases holds (HelpdeskPolicy(log_sink=...)),
+    whatever policy or library version made it.
     """
-    from ..ci.diff import diff_policies, generated_cases, load_cases, resolve_policy_source
+    from ..ci.diff import RECORDED, diff_policies, generated_cases, load_cases, resolve_policy_source
     from ..errors import EngineUnavailableError, HelpdeskPolicyError
 
+    recorded = base == RECORDED
+    if recorded and (head is None or base_config is not None or generate):
+        raise CliError("--base recorded compares --head NEW with the decisions in --cases decision logs: give --head, "
+                       "and no --base-config or --generate", EXIT_USAGE)
+    if recorded and not cases:
+        raise CliError("--base recorded needs --cases: decision logs holding the recorded decisions", EXIT_USAGE)
     if head is None:
         if head_config is None and base_config is None:
             raise CliError("give --head NEW, or --config (and/or --base-config) to compare configs on the same Rego",
@@ -172,10 +183,13 @@ def diff_command(base: str, head: str | None, head_config: Path | None, base_con
         if generate:
             sources.append(f"{generate} generated requests (seed {seed})")
         with tempfile.TemporaryDirectory(prefix="helpdesk-policy-diff-") as tmp:
-            base_dir, base_desc = resolve_policy_source(base, Path(tmp) / "base", repo=repo, other=head)
-            head_dir, head_desc = resolve_policy_source(head, Path(tmp) / "head", repo=repo, other=base)
-            base_set = _load(base_dir, "base", base_config)
+            head_dir, head_desc = resolve_policy_source(head, Path(tmp) / "head", repo=repo,
+                                                        other=None if recorded else base)
             head_set = _load(head_dir, "head", head_config)
+            base_set, base_desc = None, RECORDED
+            if not recorded:
+                base_dir, base_desc = resolve_policy_source(base, Path(tmp) / "base", repo=repo, other=head)
+                base_set = _load(base_dir, "base", base_config)
             report = diff_policies(
                 base_set, head_set, all_cases, base_label=base, head_label=head,
                 base_description=_with_config(base_desc, base_config),

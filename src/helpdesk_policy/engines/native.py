@@ -1,10 +1,11 @@
 """The native engine: a pure-Python mirror of the stock Rego policies.
 
-It reads the same :class:`~helpdesk_policy.config.PolicyConfig`, produces the
-same reasons (codes, levels, messages, refs) and obligations, and is proven
-equal to the Rego under regopy and under OPA's own evaluator by the
-differential tests in ``tests/test_parity.py``. Each block below names the
-``.rego`` file it mirrors; change both together.
+It reads the same :class:`~helpdesk_policy.config.PolicyConfig` and the same
+reason catalogue (``reasons.yaml``), produces the same reasons (codes, levels,
+messages, refs), obligations, constraints and playbook, and is proven equal to
+the Rego under regopy and under OPA's own evaluator by the differential tests
+in ``tests/test_parity.py``. Each block below names the ``.rego`` file it
+mirrors; change both together.
 
 It is the fallback when the other engines fail and the fast path when a
 process cannot afford an embedded interpreter. It only mirrors the *stock*
@@ -12,14 +13,16 @@ policies: pointed at a different policy directory it refuses to load rather
 than silently deciding with rules that are not the ones on disk.
 
 Speed: reasons and obligations are immutable, so every one whose text depends
-only on the config (or on a small closed vocabulary) is built once per config
-in a :class:`_Book`; a decision mostly appends prebuilt objects.
+only on the config, the catalogue and a small closed vocabulary is built once
+per config in a :class:`_Book` (or on first use, and then kept); a decision
+mostly appends prebuilt objects.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import Any
 
+from ..catalogue import ReasonCatalogue, load_catalogue
 from ..config import PolicyConfig
 from ..errors import EngineUnavailableError
 from ..levels import REQUIREMENTS, Level
@@ -27,8 +30,12 @@ from ..models import (
     AUTH_STRENGTH_ORDER,
     Action,
     ActorType,
+    ApproverConstraint,
     AuthStrength,
+    CallbackConstraint,
     Channel,
+    ConsentScope,
+    Constraints,
     Obligation,
     Reason,
     Relationship,
@@ -43,34 +50,23 @@ from ..policyset import PolicySet
 from ..resources import stock_policy_dir
 from .base import BaseEngine
 
-__all__ = ["NativeEngine", "decide_native"]
+__all__ = ["NativeEngine", "decide_native", "EVIDENCE_FIELDS"]
 
 L = Level
 
-# Framework references (the Rego spells them as literals).
-AA23 = "CISA-AA23-320A"
-SP63B = "NIST-SP-800-63B-4"
-AA01 = "NIST-CSF-2.0:PR.AA-01"
-AA02 = "NIST-CSF-2.0:PR.AA-02"
-AA03 = "NIST-CSF-2.0:PR.AA-03"
-AA05 = "NIST-CSF-2.0:PR.AA-05"
-AC1 = "NIST-CSF-1.1:PR.AC-1"
-NHI1 = "OWASP-NHI-2025:NHI1"
-NHI2 = "OWASP-NHI-2025:NHI2"
-NHI5 = "OWASP-NHI-2025:NHI5"
-NHI7 = "OWASP-NHI-2025:NHI7"
-NHI10 = "OWASP-NHI-2025:NHI10"
-LLM06 = "OWASP-LLM-2025:LLM06"
-AIRMF = "NIST-AI-RMF-1.0"
-
-# obligations.rego: evidence_fields
+# obligations.rego: evidence_fields (self_service without an information
+# request; an answered question records INFO_EVIDENCE_FIELDS).
 EVIDENCE_FIELDS: dict[Level, list[str]] = {
-    L.SELF_SERVICE: ["requester", "outcome"],
+    L.SELF_SERVICE: ["requester", "authentication_event", "outcome"],
     L.STEP_UP: ["identity_proof", "verifier", "outcome"],
     L.MANAGER_APPROVAL: ["identity_proof", "verifier", "approver", "outcome"],
-    L.CALLBACK: ["identity_proof", "verifier", "approver", "outcome"],
-    L.DENY: ["requester", "denial_reason", "outcome"],
+    L.CALLBACK: [
+        "identity_proof", "verifier", "approver", "callback_contact", "callback_contact_source",
+        "callback_answered_by", "outcome",
+    ],
+    L.DENY: ["requester", "channel", "caller_contact", "denial_reason", "outcome"],
 }
+INFO_EVIDENCE_FIELDS = ["requester", "outcome"]
 
 _LEVELS = tuple(Level)
 _RANK = {lvl: i for i, lvl in enumerate(_LEVELS)}
@@ -78,229 +74,88 @@ _AUTH_RANK = {s: i for i, s in enumerate(AUTH_STRENGTH_ORDER)}
 _CALLBACK = _RANK[L.CALLBACK]
 _DENY = _RANK[L.DENY]
 
+# access.rego grant_actions; obligations.rego privilege grants
+_GRANTS = frozenset({Action.ACCESS_GRANT, Action.ROLE_CHANGE, Action.PRIVILEGE_ELEVATION, Action.DELEGATED_ADMIN})
+_ELEVATIONS = frozenset({Action.PRIVILEGE_ELEVATION, Action.DELEGATED_ADMIN})
+# common.rego workload_channels: the API or a channel more trusted than it
+_WORKLOAD_CHANNELS = frozenset({Channel.API, Channel.WALK_IN, Channel.SELF_SERVICE_PORTAL})
+_CONTAINMENT_ENTITLED = frozenset({Relationship.SELF, Relationship.OWNER, Relationship.MANAGER})
+_NOT_THIRD_PARTY = frozenset({Relationship.SELF, Relationship.OTHER})
+_INFO_ENTITLED = frozenset({Relationship.SELF, Relationship.OWNER})
+_NO_VAULT = frozenset({Action.INFO_REQUEST, Action.OAUTH_CONSENT})
 
-def _reason(code: str, level: Level, message: str, refs: list[str]) -> Reason:
-    # Built without re-validation: inputs are our own constants and enums.
-    return Reason.model_construct(code=code, level=level, message=message, refs=refs)
+
+def _raise(base: int, steps: int) -> Level:
+    # levels.rego raise(): n steps up, capped at callback
+    return _LEVELS[min(_CALLBACK, base + steps)]
 
 
-def _obligation(code: str, within_hours: int | None = None, fields: list[str] | None = None) -> Obligation:
-    return Obligation.model_construct(code=code, within_hours=within_hours, fields=fields)
+def _obligation(code: str, within_hours: int | None = None, fields: list[str] | None = None,
+                to: str | None = None) -> Obligation:
+    return construct_trusted(Obligation, {"code": code, "within_hours": within_hours, "fields": fields, "to": to})
 
 
 class _Book:
-    """Every reason and obligation of the stock policy, prebuilt for one config."""
+    """Every reason and obligation of the stock policy for one config and
+    catalogue, built once (or on first use) and then shared by every decision."""
 
-    def __init__(self, cfg: PolicyConfig) -> None:
+    #: Reasons kept per book; the argument space is small except for counts
+    #: (consumers, failures), whose rarer values are built each time.
+    MAX_CACHED = 4096
+
+    def __init__(self, cfg: PolicyConfig, catalogue: ReasonCatalogue | None = None) -> None:
         self.cfg = cfg
-        R = _reason
-        # baseline.rego
-        self.baseline = {
-            a: R(
-                "action_baseline", cfg.action_baseline[a],
-                f"{a.value} starts at {cfg.action_baseline[a].value} for an authenticated requester acting on "
-                "their own account with no risk signal.",
-                [AA05, AC1] if a in cfg.access_actions else [AA01, AC1],
-            )
-            for a in Action
-        }
-        self.unauthenticated = R(
-            "requester_unauthenticated", L.STEP_UP,
-            "The requester is not authenticated: verify them with a strong factor bound to the identity of record.",
-            [AA03, SP63B, AA23],
-        )
-        self.weak_auth = {
-            s: R(
-                "weak_authentication", L.STEP_UP,
-                f"The requester authenticated with {s.value}; "
-                f"{cfg.min_auth_strength.value} or stronger is needed to act without a step-up.",
-                [AA03, SP63B],
-            )
-            for s in AuthStrength
-        }
-        self.offboarded = R(
-            "target_offboarded", L.DENY,
-            "The target identity is offboarded: only revocation or disable is allowed here. "
-            "Reactivation goes through the identity lifecycle (rehire) process.",
-            [AA01, NHI1],
-        )
-        self.suspended = R(
-            "target_suspended", L.MANAGER_APPROVAL,
-            "The target identity is suspended: acting on it needs its manager or owner of record.",
-            [AA01, AA05],
-        )
-        self.break_glass = R(
-            "break_glass", L.SELF_SERVICE,
-            "Emergency (break-glass) request: no level is lowered; access is time-bound and a post-incident "
-            "review follows.",
-            [AA05],
-        )
-        # recovery.rego
-        self.remote_recovery = {
-            c: R(
-                "remote_channel_recovery", L.STEP_UP,
-                f"Credential or factor recovery requested over {c.value}, an impersonable channel.",
-                [AA23, SP63B],
-            )
-            for c in Channel
-        }
-        self.privileged_remote = {
-            c: R(
-                "privileged_remote_recovery", L.CALLBACK,
-                f"Recovery of a privileged account requested over {c.value}: call back a contact of record "
-                "before acting.",
-                [AA23, AA05, SP63B],
-            )
-            for c in Channel
-        }
-        self.third_party = {
-            rel: R(
-                "third_party_recovery", L.CALLBACK,
-                "Recovery requested by a requester other than the account holder "
-                f"(relationship to the holder: {rel.value}): "
-                "confirm with the holder through a callback to their contact of record.",
-                [AA23, SP63B, AA02],
-            )
-            for rel in Relationship
-        }
-        self.unrelated = R(
-            "unrelated_requester", L.DENY,
-            "The requester has no relationship to the account holder: the helpdesk must not change another "
-            "person's credentials or access. The holder, or their manager through the access-request process, "
-            "must ask.",
-            [AA23, AA05, AC1],
-        )
-        self.chained = R(
-            "chained_credential_change", L.CALLBACK,
-            f"A factor or contact change within {cfg.chained_change_window_hours} hours of another credential "
-            "change fits a chained account-takeover pattern.",
-            [AA23, SP63B],
-        )
-        # access.rego (tiers are 0..9, validated by models.Target)
-        self.privileged = {
-            tier: R(
-                "privileged_target", L.CALLBACK if tier >= cfg.callback_tier else L.MANAGER_APPROVAL,
-                f"The target holds privileged access (tier {tier}).",
-                [AA05, AC1, AA23],
-            )
-            for tier in range(10)
-        }
-        self.vip = R(
-            "vip_target", cfg.vip_level, "The target is a VIP, a favoured target of helpdesk impersonation.", [AA23]
-        )
-        # nhi.rego
-        self.nhi_not_owner = R(
-            "nhi_requester_not_owner", L.DENY,
-            "Only an owner of record may request this for a non-human identity: human use of NHI credentials "
-            "is not allowed. Ask the owner to request it, or transfer ownership first.",
-            [NHI10, AA05],
-        )
-        self.nhi_no_owner = R(
-            "nhi_no_active_owner", L.DENY,
-            "The non-human identity has no active owner of record (improper offboarding): "
-            "complete the ownership-transfer process first.",
-            [NHI1, AA01],
-        )
-        self.nhi_create_no_owner = R(
-            "nhi_create_without_owner", L.DENY,
-            "A non-human identity cannot be created without an owner of record: name an accountable owner in "
-            "the request.",
-            [NHI1, AA01],
-        )
-        self.nhi_env_unknown = R(
-            "nhi_critical_environment", L.MANAGER_APPROVAL,
-            "No environment is recorded for the non-human identity: it is treated as production.",
-            [NHI5, AA05],
-        )
-        self.nhi_env_critical = R(
-            "nhi_critical_environment", L.MANAGER_APPROVAL,
-            "The non-human identity runs in a critical environment: its owner's manager must approve.",
-            [NHI5, AA05],
-        )
-        self.nhi_consumers_unknown = R(
-            "nhi_widely_distributed", L.CALLBACK,
-            "The number of consumers of this non-human identity is unknown: it is treated as widely distributed.",
-            [NHI5, AA05],
-        )
-        self.nhi_stale = R(
-            "nhi_stale_secret", L.SELF_SERVICE,
-            f"The non-human identity's secret is older than {cfg.max_secret_age_days} days, "
-            "or of unknown age: rotate it.",
-            [NHI7],
-        )
-        self.nhi_unmanaged = R(
-            "nhi_secret_unmanaged", L.SELF_SERVICE,
-            "The new credential must live in a secrets manager, not in code, tickets or chat.",
-            [NHI2, NHI7],
-        )
-        # agents.rego
-        self.agent_self_privilege = R(
-            "ai_agent_self_privilege", L.DENY,
-            "An AI agent may not grant or elevate privileges for itself. A human owner must request the change "
-            "through the access-request process.",
-            [LLM06, AIRMF, AA05],
-        )
-        self.agent_requester = R(
-            "ai_agent_requester", cfg.ai_agent_level,
-            "The request comes from an AI agent, which cannot vouch for a person's identity or approve: "
-            "a human must verify and approve.",
-            [LLM06, AIRMF],
-        )
-        self.agent_no_principal = R(
-            "ai_agent_no_principal", L.CALLBACK,
-            "The AI agent names no person it acts for: confirm the request with the target's contact "
-            "of record out of band.",
-            [LLM06, AIRMF],
-        )
-        # risk.rego
-        risk_refs = [AA03, AA23]
-        self.risk_high = {
-            s: R(f"risk_{s.value}", L.CALLBACK, f"High-risk signal: {s.value}.", risk_refs) for s in RiskSignal
-        }
-        self.risk_medium = {
-            (s, lvl): R(f"risk_{s.value}", lvl, f"Risk signal: {s.value} raises the baseline one step.", risk_refs)
-            for s in RiskSignal
-            for lvl in _LEVELS[1:_CALLBACK + 1]
-        }
-        self.risk_refs = risk_refs
-        # obligations.rego
+        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        self._entries = self.catalogue.reasons
+        self._cache: dict[tuple[Any, ...], Reason] = {}
+        self.signals = {s: self.catalogue.signals[s] for s in RiskSignal}
+        self.min_auth_rank = _AUTH_RANK[cfg.min_auth_strength]
+        self.workload_rank = _AUTH_RANK[cfg.workload_min_auth_strength]
+        self.strong_self_service_rank = _AUTH_RANK[cfg.strong_self_service_auth]
+        # Prebuild what depends only on the config and closed vocabularies.
+        for a in Action:
+            self.reason("action_baseline.access" if a in cfg.access_actions else "action_baseline",
+                        cfg.action_baseline[a], a.value, cfg.action_baseline[a].value)
         self.record_evidence = {lvl: _obligation("record_evidence", fields=EVIDENCE_FIELDS[lvl]) for lvl in _LEVELS}
-        self.notify = _obligation("notify_identity_owner")
+        self.record_info = _obligation("record_evidence", fields=INFO_EVIDENCE_FIELDS)
+        self.notify = {
+            to: _obligation("notify_identity_owner", to=to) for to in ("holder", "owners", cfg.nhi_governance_contact)
+        }
+        self.notify_previous = _obligation("notify_previous_contact")
         self.revoke = _obligation("revoke_previous_credential", cfg.revoke_previous_within_hours)
+        self.revoke_now = _obligation("revoke_previous_credential", cfg.revoke_compromised_within_hours)
         self.terminate = _obligation("terminate_sessions")
         self.rotate = _obligation("rotate_stale_secret")
         self.move = _obligation("move_to_secrets_manager")
-        self.time_bound = _obligation("time_bound_access", cfg.break_glass_hours)
-        self.review = _obligation("post_incident_review")
+        self.review = _obligation("post_incident_review", cfg.post_incident_review_within_hours)
+        self._time_bound: dict[int, Obligation] = {}
         self.requirements = {lvl: list(REQUIREMENTS[lvl]) for lvl in _LEVELS}
         self.playbook = {
             (a, lvl): f"{a.value.replace('_', '-')}-{lvl.value.replace('_', '-')}" for a in Action for lvl in _LEVELS
         }
 
-    @lru_cache(maxsize=256)  # noqa: B019 - one book per config, kept for the engine's life
-    def widely_distributed(self, consumers: int) -> Reason:
-        return _reason(
-            "nhi_widely_distributed", L.CALLBACK,
-            f"The non-human identity has {consumers} consumers (widely distributed from "
-            f"{self.cfg.nhi_wide_consumers}): confirm with its owner of record out of band.",
-            [NHI5, AA05],
+    def reason(self, key: str, level: Level, *args: str | int) -> Reason:
+        """common.rego reason(key, level, args): the catalogue entry ``key`` with ``args`` in place."""
+        cache_key = (key, level, *args)
+        found = self._cache.get(cache_key)
+        if found is not None:
+            return found
+        entry = self._entries[key]
+        code = entry.code
+        if "%v" in code:  # common.rego code_of(): risk_%v takes the signal, the first argument
+            code = code.replace("%v", str(args[0]))
+        built = construct_trusted(
+            Reason, {"code": code, "level": level, "message": entry.render(args), "refs": entry.refs}
         )
+        if len(self._cache) < self.MAX_CACHED:
+            self._cache[cache_key] = built
+        return built
 
-    @lru_cache(maxsize=64)  # noqa: B019
-    def compound(self, medium: int, level: Level) -> Reason:
-        return _reason(
-            "risk_compound", level,
-            f"{medium} medium risk signals together raise the baseline {medium} steps.", self.risk_refs,
-        )
-
-    @lru_cache(maxsize=256)  # noqa: B019
-    def failed(self, count: int, level: Level) -> Reason:
-        return _reason(
-            "failed_verifications", level,
-            f"{count} failed verification attempt(s) in the last 24 hours "
-            f"({self.cfg.failed_verifications_callback} or more go to callback).",
-            [AA23, SP63B],
-        )
+    def time_bound(self, hours: int) -> Obligation:
+        found = self._time_bound.get(hours)
+        if found is None:
+            found = self._time_bound[hours] = _obligation("time_bound_access", hours)
+        return found
 
 
 def _reason_key(r: Reason) -> tuple[int, str, str]:
@@ -314,115 +169,265 @@ def _obligation_key(o: Obligation) -> str:
 def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) -> Verdict:
     """Evaluate the stock policy for one validated request."""
     b = book if book is not None else _book_for(cfg)
+    R = b.reason
     r_info, actor, target, ctx = req.request, req.actor, req.target, req.context
     action = r_info.action
+    channel = r_info.channel
+    strength = actor.auth_strength
 
-    # common.rego
+    # common.rego: the action
     is_containment = action in cfg.containment_actions
-    guarded = not (action is Action.INFO_REQUEST or is_containment)
+    routine = action is Action.INFO_REQUEST or is_containment
+    guarded = not routine
     is_recovery = action in cfg.recovery_actions
     is_access = action in cfg.access_actions
+    no_credential = action in cfg.no_credential_actions
+    escalates = guarded and not no_credential
+    nhi_credential = action in cfg.nhi_credential_actions
+
+    # common.rego: who asks
     is_human = target.type is TargetType.HUMAN
-    remote = r_info.channel in cfg.remote_channels
-    authenticated = actor.authenticated and actor.auth_strength is not AuthStrength.NONE
-    baseline = b.baseline[action]
+    is_nhi = not is_human
+    is_agent = actor.type is ActorType.AI_AGENT
+    human_actor = actor.type is ActorType.HUMAN
+    remote = channel in cfg.remote_channels
+    authenticated = actor.authenticated and strength is not AuthStrength.NONE
+    rank = _AUTH_RANK[strength]
+    strong_auth = authenticated and rank >= b.min_auth_rank
+    acts_on_itself = actor.id == target.id
+    owners = target.owners
+    principal = actor.on_behalf_of if is_agent else actor.id
+    stated = actor.relationship
+    if acts_on_itself:
+        relationship = Relationship.SELF
+    elif is_agent:
+        if principal is None:
+            relationship = Relationship.OTHER
+        elif principal == target.id:
+            relationship = Relationship.SELF
+        elif principal in owners:
+            relationship = Relationship.OWNER
+        elif target.manager is not None and principal == target.manager:
+            relationship = Relationship.MANAGER
+        else:
+            relationship = Relationship.OTHER
+    elif stated is Relationship.MANAGER and target.manager is not None and actor.id != target.manager:
+        relationship = Relationship.OTHER
+    elif stated is Relationship.OWNER and (is_human or actor.id not in owners):
+        relationship = Relationship.OTHER
+    else:
+        relationship = stated
+    is_owner = is_nhi and (actor.id in owners or (is_agent and principal is not None and principal in owners))
+    active_owner = bool(owners) and target.owner_active is True
+    security_role = support_role = False
+    if human_actor and strong_auth and actor.roles:
+        roles = actor.roles
+        security_role = any(r in cfg.security_roles for r in roles)
+        support_role = security_role or any(r in cfg.helpdesk_roles for r in roles)
+    elif (
+        actor.type is ActorType.SERVICE and authenticated and channel in _WORKLOAD_CHANNELS
+        and rank >= b.workload_rank and any(r in cfg.security_roles for r in actor.roles)
+    ):
+        security_role = support_role = True  # a security tool (scanner, SOAR) on a workload channel
+
+    # common.rego: strong paths
+    self_service_path = (
+        human_actor and relationship is Relationship.SELF and channel is Channel.SELF_SERVICE_PORTAL and strong_auth
+    )
+    workload_self_path = (
+        actor.type is ActorType.SERVICE and acts_on_itself and channel in _WORKLOAD_CHANNELS
+        and rank >= b.workload_rank
+    )
+    owner_path = human_actor and is_owner and active_owner and strong_auth and not remote
+    nhi_hygiene_path = nhi_credential and (owner_path or workload_self_path)
+    strong_path = self_service_path or nhi_hygiene_path
+    impersonable = not strong_path
+
+    # common.rego: the baseline
+    if self_service_path and action in cfg.strong_self_service_actions and rank >= b.strong_self_service_rank:
+        baseline = R("action_baseline.strong_self_service", L.SELF_SERVICE, action.value, strength.value)
+    elif workload_self_path and nhi_credential:
+        baseline = R("action_baseline.workload_self", L.SELF_SERVICE, action.value, strength.value)
+    else:
+        lvl = cfg.action_baseline[action]
+        baseline = R("action_baseline.access" if is_access else "action_baseline", lvl, action.value, lvl.value)
     base_rank = _RANK[baseline.level]
-    tier = max(target.privilege_tier, cfg.privileged_tier) if target.privileged else target.privilege_tier
+
+    # common.rego: the target
+    tier = target.privilege_tier
+    if target.privileged and tier < cfg.privileged_tier:
+        tier = cfg.privileged_tier
     privileged = tier >= cfg.privileged_tier
-    relationship = actor.relationship
+    holds_secret = target.holds_secret is not False
+    signals = ctx.risk_signals  # sorted and unique (models.Context)
+    leaked = RiskSignal.LEAKED_CREDENTIAL in signals
 
     reasons: list[Reason] = [baseline]
     add = reasons.append
 
     # baseline.rego
-    if action is not Action.INFO_REQUEST:
-        if not authenticated:
-            add(b.unauthenticated)
-        elif _AUTH_RANK[actor.auth_strength] < cfg.min_auth_rank:
-            add(b.weak_auth[actor.auth_strength])
+    if not authenticated:
+        add(R("requester_unauthenticated", L.STEP_UP))
+    elif not strong_auth:
+        add(R("weak_authentication", L.STEP_UP, strength.value, cfg.min_auth_strength.value))
     if target.status is TargetStatus.OFFBOARDED and not is_containment:
-        add(b.offboarded)
+        add(R("target_offboarded", L.DENY))
     if target.status is TargetStatus.SUSPENDED and guarded:
-        add(b.suspended)
+        add(R("target_suspended", L.MANAGER_APPROVAL))
     if r_info.emergency:
-        add(b.break_glass)
+        add(R("break_glass", L.SELF_SERVICE, cfg.post_incident_review_within_hours))
 
     # recovery.rego
     if is_recovery:
         if remote:
-            add(b.remote_recovery[r_info.channel])
-            if privileged:
-                add(b.privileged_remote[r_info.channel])
-        if is_human and relationship is not Relationship.SELF and relationship is not Relationship.OTHER:
-            add(b.third_party[relationship])
-    if is_human and relationship is Relationship.OTHER and (is_recovery or is_access):
-        add(b.unrelated)
-    hours = ctx.recent_credential_change_hours
-    if hours is not None and hours <= cfg.chained_change_window_hours and action in cfg.factor_change_actions:
-        add(b.chained)
+            add(R("remote_channel_recovery", L.STEP_UP, action.value, channel.value))
+        if not no_credential:
+            if remote:
+                if privileged:
+                    add(R("privileged_remote_recovery", L.CALLBACK, tier, channel.value))
+                if target.vip:
+                    add(R("vip_remote_recovery", L.CALLBACK, channel.value))
+            if is_human and relationship not in _NOT_THIRD_PARTY:
+                add(R("third_party_recovery", L.CALLBACK, relationship.value))
+    if (
+        is_human and action in cfg.factor_recovery_actions
+        and not (human_actor and relationship is Relationship.SELF and strong_auth)
+        and ctx.enrolled_factor_available is not True
+    ):
+        if remote:
+            add(R("factor_recovery_unverifiable", L.MANAGER_APPROVAL, action.value))
+        else:
+            add(R("factor_recovery_unverifiable.proofing", L.STEP_UP, action.value))
+    if is_human and relationship is Relationship.OTHER and guarded:
+        add(R("unrelated_requester.agent" if is_agent else "unrelated_requester", L.DENY))
+    if remote and action in cfg.factor_change_actions:
+        hours = ctx.recent_credential_change_hours
+        if hours is None:
+            add(R("chained_credential_change.unknown", L.CALLBACK, cfg.chained_change_window_hours))
+        elif hours <= cfg.chained_change_window_hours:
+            add(R("chained_credential_change", L.CALLBACK, cfg.chained_change_window_hours))
 
     # access.rego
-    if guarded:
+    if escalates and impersonable:
         if privileged:
-            add(b.privileged[tier])
+            add(R("privileged_target", L.CALLBACK if tier >= cfg.callback_tier else L.MANAGER_APPROVAL, tier))
         if target.vip:
-            add(b.vip)
+            add(R("vip_target", cfg.vip_level))
+    if action in _GRANTS:
+        stated_tier = r_info.requested_privilege_tier
+        if stated_tier is not None:
+            requested, key = stated_tier, "requested_privilege"
+        else:
+            requested = tier if tier > cfg.privileged_tier else cfg.privileged_tier
+            key = "requested_privilege.unknown"
+        if requested >= cfg.privileged_tier:
+            add(R(key, L.CALLBACK if requested >= cfg.callback_tier else L.MANAGER_APPROVAL, requested))
 
-    # nhi.rego: issues_credential (creating an account issues its first credential)
-    revokes_previous = action in cfg.nhi_credential_actions
-    issues_credential = revokes_previous or action is Action.SERVICE_ACCOUNT_CREATE
-    if not is_human:
-        if guarded:
-            if actor.id not in target.owners:
-                add(b.nhi_not_owner)
-            if not (target.owners and target.owner_active is True):
-                add(b.nhi_no_owner)
-            if target.environment is None:
-                add(b.nhi_env_unknown)
-            elif target.environment in cfg.critical_environments:
-                add(b.nhi_env_critical)
-            if target.consumers is None:
-                add(b.nhi_consumers_unknown)
-            elif target.consumers >= cfg.nhi_wide_consumers:
-                add(b.widely_distributed(target.consumers))
+    # containment.rego
+    if is_containment and not (
+        relationship in _CONTAINMENT_ENTITLED or security_role
+        or (support_role and not privileged and not target.vip)
+    ):
+        add(R(
+            "containment_needs_approval.agent" if is_agent else "containment_needs_approval",
+            L.CALLBACK if privileged or target.vip else L.MANAGER_APPROVAL, action.value,
+        ))
+
+    # info.rego
+    if action is Action.INFO_REQUEST and relationship not in _INFO_ENTITLED and not support_role:
+        add(R("identity_info_disclosure", L.DENY))
+
+    # nhi.rego
+    issues_credential = nhi_credential or action is Action.SERVICE_ACCOUNT_CREATE
+    stale = unmanaged = False
+    if is_nhi:
+        if guarded and action is not Action.OAUTH_CONSENT:  # rules_apply
+            self_rotation = acts_on_itself and action in cfg.nhi_credential_actions
+            if not is_owner and not self_rotation and action is not Action.SERVICE_ACCOUNT_CREATE:
+                add(R("nhi_requester_not_owner", L.DENY))
+            if not active_owner:
+                add(R("nhi_no_active_owner", L.DENY))
+            if not no_credential and not nhi_hygiene_path:  # escalates
+                env = target.environment
+                if env is None:
+                    add(R("nhi_critical_environment.unknown", L.MANAGER_APPROVAL))
+                elif env not in cfg.non_production_environments:
+                    add(R("nhi_critical_environment", L.MANAGER_APPROVAL))
+                consumers = target.consumers
+                if consumers is None:
+                    add(R("nhi_widely_distributed.unknown", L.CALLBACK))
+                elif consumers >= cfg.nhi_wide_consumers:
+                    add(R("nhi_widely_distributed", L.CALLBACK, consumers, cfg.nhi_wide_consumers))
             age = target.secret_age_days
-            if not issues_credential and (age is None or age > cfg.max_secret_age_days):
-                add(b.nhi_stale)
-        if issues_credential and target.in_secrets_manager is not True:
-            add(b.nhi_unmanaged)
-    if action is Action.SERVICE_ACCOUNT_CREATE and not target.owners:
-        add(b.nhi_create_no_owner)
+            if holds_secret and not issues_credential and (age is None or age > cfg.max_secret_age_days):
+                stale = True
+                add(R("nhi_stale_secret", L.SELF_SERVICE, cfg.max_secret_age_days))
+        if holds_secret and target.in_secrets_manager is not True and action not in _NO_VAULT and not is_containment:
+            unmanaged = True
+            add(R("nhi_secret_unmanaged" if issues_credential else "nhi_secret_unmanaged.existing", L.SELF_SERVICE))
+    if action is Action.SERVICE_ACCOUNT_CREATE and not owners:
+        add(R("nhi_create_without_owner", L.DENY))
+
+    # consent.rego
+    if action is Action.OAUTH_CONSENT:
+        scope = r_info.consent_scope
+        if scope is None:
+            add(R("oauth_consent_scope.unknown", L.MANAGER_APPROVAL))
+        elif scope is not ConsentScope.LOW:
+            add(R("oauth_consent_scope", L.MANAGER_APPROVAL, scope.value))
+        if r_info.consent_tenant_wide is None:
+            add(R("oauth_consent_tenant_wide.unknown", L.MANAGER_APPROVAL))
+        elif r_info.consent_tenant_wide:
+            add(R("oauth_consent_tenant_wide", L.MANAGER_APPROVAL))
+        if target.publisher_verified is None:
+            add(R("oauth_publisher_unverified.unknown", L.MANAGER_APPROVAL))
+        elif not target.publisher_verified:
+            add(R("oauth_publisher_unverified", L.MANAGER_APPROVAL))
 
     # agents.rego
-    if actor.type is ActorType.AI_AGENT:
-        if relationship is Relationship.SELF and is_access:
-            add(b.agent_self_privilege)
+    if is_agent:
+        if is_access and (
+            acts_on_itself or actor.id in owners or (actor.runs_as is not None and actor.runs_as == target.id)
+        ):
+            add(R("ai_agent_self_privilege", L.DENY))
         if guarded:
-            add(b.agent_requester)
+            add(R("ai_agent_requester", cfg.ai_agent_level))
             if actor.on_behalf_of is None:
-                add(b.agent_no_principal)
+                add(R("ai_agent_no_principal", L.CALLBACK))
 
     # risk.rego
     if guarded:
-        signals = ctx.risk_signals  # sorted and unique (models.Context)
         if signals:
-            one_up = _LEVELS[min(_CALLBACK, base_rank + 1)]
+            strong_pr = strong_path and strength is AuthStrength.PHISHING_RESISTANT
+            remediation = leaked and action in cfg.remediation_actions and strong_path
             medium = 0
-            high = cfg.high_risk_signals
             for s in signals:
-                if s in high:
-                    add(b.risk_high[s])
+                name = s.value
+                if s in cfg.high_risk_signals:
+                    if remediation and s is RiskSignal.LEAKED_CREDENTIAL:
+                        add(R("risk_leaked_remediation", L.SELF_SERVICE, name, action.value))
+                    elif strong_pr:
+                        add(R("risk_high.strong", L.STEP_UP, name))
+                    else:
+                        add(R("risk_high", L.CALLBACK, name, b.signals[s]))
                 else:
                     medium += 1
-                    add(b.risk_medium[(s, one_up)])
-            if medium >= 2:
-                add(b.compound(medium, _LEVELS[min(_CALLBACK, base_rank + medium)]))
+                    if strong_path:
+                        add(R("risk_medium.strong", L.SELF_SERVICE, name, b.signals[s]))
+                    else:
+                        add(R("risk_medium", _raise(base_rank, 1), name, b.signals[s]))
+            if medium >= 2 and impersonable:
+                add(R("risk_compound", _raise(base_rank, medium), medium, medium))
         failed = ctx.failed_verifications_24h
         if failed > 0:
-            level = (
-                L.CALLBACK if failed >= cfg.failed_verifications_callback else _LEVELS[min(_CALLBACK, base_rank + 1)]
-            )
-            add(b.failed(failed, level))
+            if strong_path:
+                add(R("failed_verifications.strong", L.STEP_UP, failed))
+            else:
+                add(R(
+                    "failed_verifications",
+                    L.CALLBACK if failed >= cfg.failed_verifications_callback else _raise(base_rank, 1),
+                    failed, cfg.failed_verifications_callback,
+                ))
 
     # decision.rego
     top = max(_RANK[r.level] for r in reasons)
@@ -430,25 +435,70 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     denied = top == _DENY
 
     # obligations.rego
-    obligations = [b.record_evidence[level]]
+    obligations = [b.record_info if level is L.SELF_SERVICE and action is Action.INFO_REQUEST
+                   else b.record_evidence[level]]
     ob = obligations.append
     if action is not Action.INFO_REQUEST:
-        ob(b.notify)
+        ob(b.notify["holder" if is_human else "owners" if active_owner else cfg.nhi_governance_contact])
     if not denied:
-        # obligations.rego revokes_previous: a new account has no previous credential
-        if revokes_previous or action is Action.MFA_RESET:
-            ob(b.revoke)
+        if action is Action.CONTACT_CHANGE:
+            ob(b.notify_previous)
+        if nhi_credential or action is Action.MFA_RESET:
+            ob(b.revoke_now if action is Action.MFA_RESET or leaked else b.revoke)
         if action in cfg.terminate_sessions_after:
             ob(b.terminate)
-        for r in reasons:
-            if r is b.nhi_stale:
-                ob(b.rotate)
-            elif r is b.nhi_unmanaged:
-                ob(b.move)
-        if r_info.emergency and is_access:
-            ob(b.time_bound)
+        if stale:
+            ob(b.rotate)
+        if unmanaged:
+            ob(b.move)
+        limit: int | None = None
+        if action in _ELEVATIONS or (is_access and (
+            is_agent
+            or (r_info.requested_privilege_tier is not None and r_info.requested_privilege_tier >= cfg.privileged_tier)
+        )):
+            limit = cfg.privileged_access_max_hours
+        if r_info.emergency and is_access and (limit is None or cfg.break_glass_hours < limit):
+            limit = cfg.break_glass_hours
+        if action is Action.TEMPORARY_ACCESS_PASS and (limit is None or cfg.temporary_access_pass_max_hours < limit):
+            limit = cfg.temporary_access_pass_max_hours
+        if limit is not None:
+            ob(b.time_bound(limit))
     if r_info.emergency:
         ob(b.review)
+
+    # constraints.rego
+    approver = callback = None
+    if L.MANAGER_APPROVAL <= level <= L.CALLBACK:
+        excluded = {actor.id}
+        if actor.on_behalf_of is not None:
+            excluded.add(actor.on_behalf_of)
+        if actor.runs_as is not None:
+            excluded.add(actor.runs_as)
+        if action is Action.OAUTH_CONSENT:
+            of_record, named = "application_admin", ()
+        elif is_human:
+            of_record, named = "manager", () if target.manager is None else (target.manager,)
+        else:
+            of_record, named = "owner", owners
+        approver = construct_trusted(ApproverConstraint, {
+            "of_record": of_record,
+            "ids": sorted({i for i in named if i not in excluded}) if named else None,
+            "exclude": sorted(excluded),
+            "ai_agent": False,
+        })
+        if level is L.CALLBACK:
+            age = target.contact_age_days
+            callback = construct_trusted(CallbackConstraint, {
+                "to": "holder" if is_human else "owners",
+                "ids": [target.id] if is_human else sorted(set(owners)),
+                "min_contact_age_days": cfg.callback_contact_min_age_days,
+                "contact_age_days": age,
+                "contact_usable": age is not None and age >= cfg.callback_contact_min_age_days,
+                "fallback": "manager_of_record_or_in_person",
+                "not_the_recovered_factor": action in cfg.factor_recovery_actions,
+                "request_supplied": False,
+                "ai_agent": False,
+            })
 
     if len(reasons) > 1:
         reasons.sort(key=_reason_key)
@@ -460,6 +510,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
         "reasons": reasons,
         "obligations": obligations,
         "playbook": b.playbook[(action, level)],
+        "constraints": construct_trusted(Constraints, {"approver": approver, "callback": callback}),
     })
 
 
@@ -499,7 +550,7 @@ class NativeEngine(BaseEngine):
             )
         self.policy_set = policy_set
         self.config = policy_set.config
-        self._book = _Book(policy_set.config)
+        self._book = _Book(policy_set.config, policy_set.catalogue)
 
     def evaluate(self, request: Request) -> Verdict:
         return decide_native(request, self.config, self._book)

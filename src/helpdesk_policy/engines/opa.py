@@ -1065,8 +1065,11 @@ class OpaEngine:
     def push_policies(self, policy_set: PolicySet | None = None, *, timeout: float = 10.0) -> list[str]:
         """Load the policy set into a plain OPA (one started without a bundle).
 
-        ``PUT /v1/policies/<relative path>`` for every module, then
-        ``PUT /v1/data/helpdesk/config`` with the config, all within
+        ``PUT /v1/policies/<relative path>`` for every module (imported packages
+        first: OPA compiles each module as it arrives, and a call to a function
+        it has not seen yet is a compile error), then
+        ``PUT /v1/data/helpdesk/config`` with the config and
+        ``PUT /v1/data/helpdesk/catalogue`` with the reason catalogue, all within
         ``timeout`` seconds. Returns the policy ids. A server that got its
         policies from a bundle refuses writes under the bundle's roots; use
         the bundle there.
@@ -1080,10 +1083,11 @@ class OpaEngine:
         try:
             with _exchange(timeout):
                 ids = []
-                for name, source in sorted(ps.modules.items()):
-                    client.update_policy_from_string(source, name, rego_compat=False)
+                for name in _push_order(ps.modules):
+                    client.update_policy_from_string(ps.modules[name], name, rego_compat=False)
                     ids.append(name)
                 client.update_or_create_data(ps.config.to_data(), "helpdesk/config")
+                client.update_or_create_data(ps.catalogue.to_data(), "helpdesk/catalogue")
                 return ids
         except RegoParseError as exc:
             raise PolicyLoadError(f"OPA at {self.url} refused the policies: {_server_text(str(exc), 2000)}") from None
@@ -1095,6 +1099,35 @@ class OpaEngine:
 
 
 # ---------------------------------------------------------------------- functions
+
+
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.M)
+_FUNCTION_HEAD = re.compile(r"^(\w+)\(", re.M)
+
+
+def _push_order(modules: Mapping[str, str]) -> list[str]:
+    """Module names, each after the modules whose functions it calls (then by name).
+
+    OPA compiles each pushed module against those already loaded: a reference
+    to a rule it has not seen yet is fine (data may come later), a call to an
+    unknown function is a compile error. A call reads ``<package's last
+    segment>.<function>(``, as the stock Rego writes it after ``import``.
+    """
+    called: dict[str, set[str]] = {}
+    for name, source in modules.items():
+        package = m.group(1) if (m := _PACKAGE.search(source)) else ""
+        alias = package.rsplit(".", 1)[-1]
+        called[name] = {f"{alias}.{fn}(" for fn in _FUNCTION_HEAD.findall(source)}
+    needs = {name: {other for other, calls in called.items()
+                    if other != name and any(c in source for c in calls)}
+             for name, source in modules.items()}
+    pending, done = sorted(modules), []
+    while pending:
+        ready = [n for n in pending if needs[n] <= set(done)]
+        name = ready[0] if ready else pending[0]  # a cycle: OPA will name it
+        pending.remove(name)
+        done.append(name)
+    return done
 
 
 def _counts_as_failure(exc: BaseException) -> bool:

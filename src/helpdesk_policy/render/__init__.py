@@ -1,7 +1,7 @@
 """Decisions rendered for people: a summary, and the steps a helpdesk agent follows.
 
 * :mod:`~helpdesk_policy.render.text` — :func:`render_text`, the summary of a
-  decision (level, reasons, obligations, provenance);
+  decision (level, reasons, obligations, constraints, provenance);
 * :mod:`~helpdesk_policy.render.explain` — :func:`render_explain`, the
   numbered steps a helpdesk agent follows (the room for more audiences and
   formats: the requester, ticket work notes);
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from .explain import describe_action, render_explain
 from .sanitize import printable
-from .text import describe_obligation, render_text
+from .text import describe_approver, describe_callback, describe_obligation, render_text
 
-__all__ = ["render_text", "render_explain", "describe_obligation", "describe_action", "printable"]
+__all__ = ["render_text", "render_explain", "describe_obligation", "describe_approver", "describe_callback",
+           "describe_action", "printable"]

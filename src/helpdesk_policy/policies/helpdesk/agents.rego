@@ -1,44 +1,36 @@
-# AI agents as requesters: an agent cannot vouch for a person, cannot approve,
-# and never grants itself privileges (OWASP LLM06 Excessive Agency).
+# AI agents as requesters: an agent cannot vouch for a person, approve or take
+# a callback, and never grants itself privileges, directly or through an
+# identity it runs as or co-owns (OWASP LLM06 Excessive Agency).
 package helpdesk.agents
 
 import rego.v1
 
 import data.helpdesk.common
-import data.helpdesk.refs as r
 
 cfg := common.cfg
 
-is_agent if input.actor.type == "ai_agent"
-
-reasons contains {
-	"code": "ai_agent_self_privilege",
-	"level": "deny",
-	"message": "An AI agent may not grant or elevate privileges for itself. A human owner must request the change through the access-request process.",
-	"refs": [r.llm06, r.airmf, r.aa05],
-} if {
-	is_agent
-	input.actor.relationship == "self"
+reasons contains common.reason("ai_agent_self_privilege", "deny", []) if {
+	common.is_agent
 	common.is_access
+	itself
 }
 
-reasons contains {
-	"code": "ai_agent_requester",
-	"level": cfg.ai_agent_level,
-	"message": "The request comes from an AI agent, which cannot vouch for a person's identity or approve: a human must verify and approve.",
-	"refs": [r.llm06, r.airmf],
-} if {
-	is_agent
+itself if common.acts_on_itself
+
+itself if input.actor.id in input.target.owners
+
+itself if {
+	input.actor.runs_as != null
+	input.actor.runs_as == input.target.id
+}
+
+reasons contains common.reason("ai_agent_requester", cfg.ai_agent_level, []) if {
+	common.is_agent
 	common.guarded
 }
 
-reasons contains {
-	"code": "ai_agent_no_principal",
-	"level": "callback",
-	"message": "The AI agent names no person it acts for: confirm the request with the target's contact of record out of band.",
-	"refs": [r.llm06, r.airmf],
-} if {
-	is_agent
+reasons contains common.reason("ai_agent_no_principal", "callback", []) if {
+	common.is_agent
 	common.guarded
 	input.actor.on_behalf_of == null
 }

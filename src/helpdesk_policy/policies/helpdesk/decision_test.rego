@@ -37,8 +37,11 @@ samples := [
 	{"request": {"action": "info_request", "channel": "self_service_portal"}},
 	{"request": {"action": "password_reset", "channel": "self_service_portal"}},
 	{},
-	{"request": {"action": "access_grant", "channel": "walk_in"}},
+	{"request": {"action": "access_grant", "channel": "walk_in", "requested_privilege_tier": 0}},
 	{"target": {"privilege_tier": 2}},
+	{"request": {"action": "token_revoke"}, "actor": {"id": "u-500", "relationship": "helpdesk_agent"}},
+	{"request": {"action": "info_request"}, "actor": {"id": "u-666", "relationship": "other"}},
+	{"request": {"action": "oauth_consent", "channel": "self_service_portal"}, "actor": {"relationship": "admin"}, "target": {"id": "app-1", "type": "oauth_app"}},
 	{"request": {"action": "delegated_admin", "channel": "walk_in"}},
 	{"context": {"risk_signals": ["new_device", "off_hours"], "failed_verifications_24h": 1}},
 	{"actor": {"id": "u-666", "relationship": "other"}},
@@ -47,7 +50,7 @@ samples := [
 
 test_decision_has_the_spec_fields if {
 	d := decide({})
-	object.keys(d) == {"level", "allowed", "requirements", "reasons", "obligations", "playbook"}
+	object.keys(d) == {"level", "allowed", "requirements", "reasons", "obligations", "playbook", "constraints"}
 }
 
 test_base_case if {
@@ -167,13 +170,29 @@ test_reasons_are_the_union_of_every_concern if {
 	})
 	d := f.decision(c)
 	concerns := ((((f.baseline(c) | f.recovery(c)) | f.access(c)) | f.nhi_reasons(c)) | f.agents(c)) | f.risk(c)
-	d.reasons == concerns
+	d.reasons == ((concerns | f.containment(c)) | f.info(c)) | f.consent(c)
 	f.codes(d.reasons) == {
 		"action_baseline", "weak_authentication", "break_glass", "privileged_target", "vip_target",
-		"nhi_requester_not_owner", "nhi_no_active_owner", "nhi_critical_environment",
-		"nhi_widely_distributed", "nhi_stale_secret", "ai_agent_requester", "ai_agent_no_principal",
-		"risk_new_device", "failed_verifications",
+		"requested_privilege", "nhi_requester_not_owner", "nhi_no_active_owner", "nhi_critical_environment",
+		"nhi_widely_distributed", "nhi_stale_secret", "nhi_secret_unmanaged", "ai_agent_requester",
+		"ai_agent_no_principal", "risk_new_device", "failed_verifications",
 	}
+}
+
+test_containment_info_and_consent_reasons_reach_the_decision if {
+	contain := f.case({"request": {"action": "account_disable"}, "actor": {"id": "u-500", "relationship": "helpdesk_agent"}})
+	f.has(f.decision(contain).reasons, "containment_needs_approval")
+	ask := f.case({"request": {"action": "info_request"}, "actor": f.stranger})
+	f.has(f.decision(ask).reasons, "identity_info_disclosure")
+	consent := f.case({"request": {"action": "oauth_consent"}, "actor": {"relationship": "admin"}, "target": {"id": "app-1", "type": "oauth_app"}})
+	f.has(f.decision(consent).reasons, "oauth_consent_scope")
+}
+
+test_the_decision_carries_the_obligations_and_constraints_of_its_level if {
+	d := decide({"target": {"privilege_tier": 2}})
+	d.level == "callback"
+	f.obligation(d, "record_evidence").fields == data.helpdesk.obligations.evidence_fields.callback
+	object.keys(d.constraints) == {"approver", "callback"}
 }
 
 test_every_reason_is_well_formed if {

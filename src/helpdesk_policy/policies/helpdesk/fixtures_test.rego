@@ -23,7 +23,9 @@ import data.helpdesk.common
 
 # --------------------------------------------------------------- base case
 # An authenticated employee (MFA) asking over the phone to reset their own
-# MFA, no risk signal: step_up (action baseline + remote channel recovery).
+# MFA, with a factor still enrolled and no credential change in the last
+# 1000 hours, no risk signal: step_up (action baseline + remote channel
+# recovery). Optional facts a test does not set are null, as in a real input.
 
 request := {
 	"id": "INC-1042",
@@ -32,6 +34,9 @@ request := {
 	"justification": "lost phone",
 	"emergency": false,
 	"requested_at": "2026-11-24T10:00:00+00:00",
+	"requested_privilege_tier": null,
+	"consent_scope": null,
+	"consent_tenant_wide": null,
 }
 
 actor := {
@@ -42,6 +47,7 @@ actor := {
 	"auth_strength": "mfa",
 	"on_behalf_of": null,
 	"roles": ["employee"],
+	"runs_as": null,
 }
 
 target := {
@@ -57,12 +63,17 @@ target := {
 	"secret_age_days": null,
 	"consumers": null,
 	"in_secrets_manager": null,
+	"manager": null,
+	"contact_age_days": null,
+	"publisher_verified": null,
+	"holds_secret": null,
 }
 
 context := {
 	"risk_signals": [],
 	"failed_verifications_24h": 0,
-	"recent_credential_change_hours": null,
+	"recent_credential_change_hours": 1000,
+	"enrolled_factor_available": true,
 }
 
 # A healthy NHI patch: a staging service account owned by the requester,
@@ -82,9 +93,34 @@ nhi_target := {
 
 nhi := {"actor": nhi_owner, "target": nhi_target}
 
-# An AI agent acting for a named person (its own principal is u-123's
-# helpdesk session), asking about the base target.
+# An AI agent acting for a named person (its principal is the holder, u-123),
+# asking about the base target.
 agent := {"id": "agent-7", "type": "ai_agent", "relationship": "helpdesk_agent", "on_behalf_of": "u-123"}
+
+# Someone with no relationship to the base target.
+stranger := {"id": "u-666", "relationship": "other"}
+
+# The holder in their own phishing-resistant portal session: the strong
+# self-service path.
+strong_self := {"request": {"channel": "self_service_portal"}, "actor": {"auth_strength": "phishing_resistant"}}
+
+# A workload rotating its own secret over the API with phishing-resistant
+# workload authentication, its owner active: the workload self path.
+workload_self := {
+	"request": {"action": "secret_rotation", "channel": "api"},
+	"actor": {"id": "wl-1", "type": "service", "relationship": "self", "auth_strength": "phishing_resistant"},
+	"target": {
+		"id": "wl-1", "type": "workload_identity", "environment": "production", "owners": ["u-200"],
+		"owner_active": true, "secret_age_days": 10, "consumers": 40, "in_secrets_manager": true,
+	},
+}
+
+# The NHI's owner rotating its secret in the portal: the owner path.
+owner_rotation := {
+	"request": {"action": "secret_rotation", "channel": "self_service_portal"},
+	"actor": nhi_owner,
+	"target": object.union(nhi_target, {"environment": "production", "consumers": 40}),
+}
 
 # --------------------------------------------------------------- vocabulary
 # Closed enums (the request contract). case() refuses a value outside them, so a typo in a
@@ -95,6 +131,7 @@ actions := {
 	"role_change", "privilege_elevation", "delegated_admin", "api_key_reissue",
 	"secret_rotation", "token_revoke", "credential_revoke", "oauth_consent",
 	"service_account_create", "account_disable", "contact_change", "info_request",
+	"temporary_access_pass",
 }
 
 channels := {"self_service_portal", "chat", "phone", "email", "walk_in", "api"}
@@ -108,6 +145,8 @@ auth_strengths := {"none", "password", "mfa", "phishing_resistant"}
 target_types := {"human", "service_account", "oauth_app", "api_key", "automation_token", "workload_identity", "ai_agent"}
 
 statuses := {"active", "suspended", "offboarded"}
+
+consent_scopes := {null, "low", "medium", "high"}
 
 signals := {
 	"new_device", "unfamiliar_location", "impossible_travel", "recent_mfa_change",
@@ -169,7 +208,16 @@ valid(c) if {
 	is_array(c.context.risk_signals)
 	count({s | some s in c.context.risk_signals; not s in signals}) == 0
 	is_number(c.context.failed_verifications_24h)
+	c.request.consent_scope in consent_scopes
+	optional_boolean(c.request.consent_tenant_wide)
+	optional_boolean(c.target.publisher_verified)
+	optional_boolean(c.target.holds_secret)
+	optional_boolean(c.context.enrolled_factor_available)
 }
+
+optional_boolean(x) if x == null
+
+optional_boolean(x) if is_boolean(x)
 
 # ------------------------------------------------------------- evaluating
 # Each helper evaluates one document for case `c`; see the header for why
@@ -266,6 +314,45 @@ risk(c) := rs if {
 		with data.helpdesk.config as cfg
 }
 
+containment(c) := rs if {
+	req := c.request
+	act := c.actor
+	tgt := c.target
+	ctx := c.context
+	cfg := c.config
+	rs := data.helpdesk.containment.reasons with input.request as req
+		with input.actor as act
+		with input.target as tgt
+		with input.context as ctx
+		with data.helpdesk.config as cfg
+}
+
+info(c) := rs if {
+	req := c.request
+	act := c.actor
+	tgt := c.target
+	ctx := c.context
+	cfg := c.config
+	rs := data.helpdesk.info.reasons with input.request as req
+		with input.actor as act
+		with input.target as tgt
+		with input.context as ctx
+		with data.helpdesk.config as cfg
+}
+
+consent(c) := rs if {
+	req := c.request
+	act := c.actor
+	tgt := c.target
+	ctx := c.context
+	cfg := c.config
+	rs := data.helpdesk.consent.reasons with input.request as req
+		with input.actor as act
+		with input.target as tgt
+		with input.context as ctx
+		with data.helpdesk.config as cfg
+}
+
 # The shared facts of common.rego as one object; a false/undefined boolean
 # fact reads as false so a test can assert either value.
 facts(c) := fs if {
@@ -283,21 +370,48 @@ facts(c) := fs if {
 
 common_facts := {
 	"action": common.action,
+	"relationship": common.relationship,
+	"principal": common.principal,
+	"baseline_key": common.baseline_key,
+	"baseline_level": common.baseline_level,
+	"base_rank": common.base_rank,
+	"effective_tier": common.effective_tier,
+	"high": common.high,
+	"medium": common.medium,
 	"routine": fact_routine,
 	"guarded": fact_guarded,
 	"is_recovery": fact_is_recovery,
+	"is_factor_recovery": fact_is_factor_recovery,
 	"is_access": fact_is_access,
 	"is_containment": fact_is_containment,
+	"escalates": fact_escalates,
 	"is_human": fact_is_human,
 	"is_nhi": fact_is_nhi,
-	"remote_channel": fact_remote_channel,
+	"is_agent": fact_is_agent,
+	"is_service": fact_is_service,
+	"human_actor": fact_human_actor,
+	"remote": fact_remote,
 	"authenticated": fact_authenticated,
-	"base_rank": common.base_rank,
-	"effective_tier": common.effective_tier,
-	"privileged_target": fact_privileged_target,
+	"strong_auth": fact_strong_auth,
+	"acts_on_itself": fact_acts_on_itself,
 	"is_owner": fact_is_owner,
+	"active_owner": fact_active_owner,
+	"security_role": fact_security_role,
+	"support_role": fact_support_role,
+	"self_service_path": fact_self_service_path,
+	"workload_self_path": fact_workload_self_path,
+	"owner_path": fact_owner_path,
+	"nhi_hygiene_path": fact_nhi_hygiene_path,
+	"strong_path": fact_strong_path,
+	"impersonable": fact_impersonable,
+	"privileged_target": fact_privileged_target,
+	"env_production": fact_env_production,
+	"holds_secret": fact_holds_secret,
+	"leaked": fact_leaked,
+	"remediation": fact_remediation,
 }
 
+# Boolean facts as true or false (undefined reads as false).
 default fact_routine := false
 
 fact_routine if common.routine
@@ -310,6 +424,10 @@ default fact_is_recovery := false
 
 fact_is_recovery if common.is_recovery
 
+default fact_is_factor_recovery := false
+
+fact_is_factor_recovery if common.is_factor_recovery
+
 default fact_is_access := false
 
 fact_is_access if common.is_access
@@ -317,6 +435,10 @@ fact_is_access if common.is_access
 default fact_is_containment := false
 
 fact_is_containment if common.is_containment
+
+default fact_escalates := false
+
+fact_escalates if common.escalates
 
 default fact_is_human := false
 
@@ -326,21 +448,93 @@ default fact_is_nhi := false
 
 fact_is_nhi if common.is_nhi
 
-default fact_remote_channel := false
+default fact_is_agent := false
 
-fact_remote_channel if common.remote_channel
+fact_is_agent if common.is_agent
+
+default fact_is_service := false
+
+fact_is_service if common.is_service
+
+default fact_human_actor := false
+
+fact_human_actor if common.human_actor
+
+default fact_remote := false
+
+fact_remote if common.remote
 
 default fact_authenticated := false
 
 fact_authenticated if common.authenticated
 
-default fact_privileged_target := false
+default fact_strong_auth := false
 
-fact_privileged_target if common.privileged_target
+fact_strong_auth if common.strong_auth
+
+default fact_acts_on_itself := false
+
+fact_acts_on_itself if common.acts_on_itself
 
 default fact_is_owner := false
 
 fact_is_owner if common.is_owner
+
+default fact_active_owner := false
+
+fact_active_owner if common.active_owner
+
+default fact_security_role := false
+
+fact_security_role if common.security_role
+
+default fact_support_role := false
+
+fact_support_role if common.support_role
+
+default fact_self_service_path := false
+
+fact_self_service_path if common.self_service_path
+
+default fact_workload_self_path := false
+
+fact_workload_self_path if common.workload_self_path
+
+default fact_owner_path := false
+
+fact_owner_path if common.owner_path
+
+default fact_nhi_hygiene_path := false
+
+fact_nhi_hygiene_path if common.nhi_hygiene_path
+
+default fact_strong_path := false
+
+fact_strong_path if common.strong_path
+
+default fact_impersonable := false
+
+fact_impersonable if common.impersonable
+
+default fact_privileged_target := false
+
+fact_privileged_target if common.privileged_target
+
+default fact_env_production := false
+
+fact_env_production if common.env_production
+
+default fact_holds_secret := false
+
+fact_holds_secret if common.holds_secret
+
+default fact_leaked := false
+
+fact_leaked if common.leaked
+
+default fact_remediation := false
+
+fact_remediation if common.remediation
 
 # ------------------------------------------------------------- asserting
 # Use these rather than a bare `not ... in codes(...)` in a test: `not` over
@@ -386,3 +580,26 @@ lacks_obligation(d, code) if {
 	is_set(d.obligations)
 	not code in obligation_codes(d)
 }
+
+# ------------------------------------------------------------- expecting
+# The reason a rule must produce, built from the catalogue independently of
+# common.reason: catalogue entry `key`, `level`, and `args` for its %v
+# placeholders. A reworded catalogue changes the text, not these tests.
+
+cat := data.helpdesk.catalogue.reasons
+
+built(key, level, args) := {
+	"code": expected_code(cat[key].code, args),
+	"level": level,
+	"message": sprintf(cat[key].message, args),
+	"refs": cat[key].refs,
+}
+
+expected_code(code, args) := concat("", [trim_suffix(code, "%v"), args[0]]) if endswith(code, "%v") else := code
+
+# `rs` holds exactly the reason `key` builds with `level` and `args` for its code.
+gives(rs, key, level, args) if reason(rs, expected_code(cat[key].code, args)) == built(key, level, args)
+
+# A risk signal's sentence, as the risk messages quote it.
+signal_sentence(s) := data.helpdesk.catalogue.signals[s]
+

@@ -1,115 +1,86 @@
-# Non-human identities: ownership, criticality, distribution, secret hygiene.
-# Containment (revoke, disable) stays fast whatever the NHI's state.
+# Non-human identities: ownership, environment, distribution, secret hygiene.
+# Containment stays fast whatever the NHI's state (containment.rego says for
+# whom), and an OAuth consent has rules of its own (consent.rego).
 package helpdesk.nhi
 
 import rego.v1
 
 import data.helpdesk.common
-import data.helpdesk.refs as r
 
 cfg := common.cfg
 
-reasons contains {
-	"code": "nhi_requester_not_owner",
-	"level": "deny",
-	"message": "Only an owner of record may request this for a non-human identity: human use of NHI credentials is not allowed. Ask the owner to request it, or transfer ownership first.",
-	"refs": [r.nhi10, r.aa05],
-} if {
+rules_apply if {
 	common.is_nhi
 	common.guarded
+	common.action != "oauth_consent"
+}
+
+# The escalations for what the NHI reaches. Not for an unlock (it issues
+# nothing), nor on the hygiene path (its owner or the workload itself
+# rotating a secret: the fix must not be slowed down).
+escalates if {
+	rules_apply
+	not common.action in cfg.no_credential_actions
+	not common.nhi_hygiene_path
+}
+
+# At creation the named owner approves: the creator need not be the owner. A
+# workload may rotate its own secret (NHI7: rotation must be easy), but nothing
+# else on itself: changing its own access or recovering itself is what an
+# owner asks for (NHI10, NHI5).
+reasons contains common.reason("nhi_requester_not_owner", "deny", []) if {
+	rules_apply
 	not common.is_owner
+	not self_rotation
+	common.action != "service_account_create"
 }
 
-reasons contains {
-	"code": "nhi_no_active_owner",
-	"level": "deny",
-	"message": "The non-human identity has no active owner of record (improper offboarding): complete the ownership-transfer process first.",
-	"refs": [r.nhi1, r.aa01],
-} if {
-	common.is_nhi
-	common.guarded
-	not active_owner
+self_rotation if {
+	common.acts_on_itself
+	common.action in cfg.nhi_credential_actions
 }
 
-active_owner if {
-	count(input.target.owners) > 0
-	input.target.owner_active == true
+reasons contains common.reason("nhi_no_active_owner", "deny", []) if {
+	rules_apply
+	not common.active_owner
 }
 
-reasons contains {
-	"code": "nhi_create_without_owner",
-	"level": "deny",
-	"message": "A non-human identity cannot be created without an owner of record: name an accountable owner in the request.",
-	"refs": [r.nhi1, r.aa01],
-} if {
+reasons contains common.reason("nhi_create_without_owner", "deny", []) if {
 	common.action == "service_account_create"
 	count(input.target.owners) == 0
 }
 
-reasons contains {
-	"code": "nhi_critical_environment",
-	"level": "manager_approval",
-	"message": "The non-human identity runs in a critical environment: its owner's manager must approve.",
-	"refs": [r.nhi5, r.aa05],
-} if {
-	common.is_nhi
-	common.guarded
-	input.target.environment in cfg.critical_environments
+reasons contains common.reason(environment_key, "manager_approval", []) if {
+	escalates
+	common.env_production
 }
 
-reasons contains {
-	"code": "nhi_critical_environment",
-	"level": "manager_approval",
-	"message": "No environment is recorded for the non-human identity: it is treated as production.",
-	"refs": [r.nhi5, r.aa05],
-} if {
-	common.is_nhi
-	common.guarded
+environment_key := "nhi_critical_environment.unknown" if {
 	input.target.environment == null
+} else := "nhi_critical_environment"
+
+reasons contains common.reason("nhi_widely_distributed.unknown", "callback", []) if {
+	escalates
+	input.target.consumers == null
 }
 
-reasons contains {
-	"code": "nhi_widely_distributed",
-	"level": "callback",
-	"message": sprintf(
-		"The non-human identity has %v consumers (widely distributed from %v): confirm with its owner of record out of band.",
-		[input.target.consumers, cfg.nhi_wide_consumers],
-	),
-	"refs": [r.nhi5, r.aa05],
-} if {
-	common.is_nhi
-	common.guarded
+reasons contains common.reason(
+	"nhi_widely_distributed", "callback",
+	[input.target.consumers, cfg.nhi_wide_consumers],
+) if {
+	escalates
 	input.target.consumers != null
 	input.target.consumers >= cfg.nhi_wide_consumers
 }
 
-reasons contains {
-	"code": "nhi_widely_distributed",
-	"level": "callback",
-	"message": "The number of consumers of this non-human identity is unknown: it is treated as widely distributed.",
-	"refs": [r.nhi5, r.aa05],
-} if {
-	common.is_nhi
-	common.guarded
-	input.target.consumers == null
-}
+reasons contains common.reason("nhi_stale_secret", "self_service", [cfg.max_secret_age_days]) if stale_secret
 
-reasons contains {
-	"code": "nhi_stale_secret",
-	"level": "self_service",
-	"message": sprintf(
-		"The non-human identity's secret is older than %v days, or of unknown age: rotate it.",
-		[cfg.max_secret_age_days],
-	),
-	"refs": [r.nhi7],
-} if stale_secret
-
-# Not when the request issues a credential: a reissue or rotation replaces the
-# secret anyway, and creating an account issues its first one (there is no
-# old secret to be stale).
+# Not when the request issues a credential: a reissue or rotation replaces
+# the secret anyway, and creating an account issues its first one. Not for a
+# secretless (federated) workload.
 stale_secret if {
-	common.is_nhi
-	common.guarded
+	rules_apply
+	common.holds_secret
 	not issues_credential
 	not fresh_secret
 }
@@ -119,18 +90,20 @@ fresh_secret if {
 	input.target.secret_age_days <= cfg.max_secret_age_days
 }
 
-reasons contains {
-	"code": "nhi_secret_unmanaged",
-	"level": "self_service",
-	"message": "The new credential must live in a secrets manager, not in code, tickets or chat.",
-	"refs": [r.nhi2, r.nhi7],
-} if unmanaged_secret
+reasons contains common.reason(unmanaged_key, "self_service", []) if unmanaged_secret
 
+# Whenever the secret is not known to be in a secrets manager; not for a
+# revocation (a revoked secret needs no vault), an information request or a
+# consent.
 unmanaged_secret if {
 	common.is_nhi
-	issues_credential
+	common.holds_secret
 	input.target.in_secrets_manager != true
+	not common.action in {"info_request", "oauth_consent"}
+	not common.is_containment
 }
+
+unmanaged_key := "nhi_secret_unmanaged" if issues_credential else := "nhi_secret_unmanaged.existing"
 
 issues_credential if common.action in cfg.nhi_credential_actions
 

@@ -1,76 +1,94 @@
-# Human credential and factor recovery: channels, who asks, chained takeovers.
+# Human credential and factor recovery: impersonable channels, recovery that
+# no enrolled factor can verify, privileged and VIP accounts, who asks, and
+# chained takeovers.
 package helpdesk.recovery
 
 import rego.v1
 
 import data.helpdesk.common
-import data.helpdesk.refs as r
 
 cfg := common.cfg
 
-reasons contains {
-	"code": "remote_channel_recovery",
-	"level": "step_up",
-	"message": sprintf(
-		"Credential or factor recovery requested over %v, an impersonable channel.",
-		[input.request.channel],
-	),
-	"refs": [r.aa23, r.sp63b],
-} if {
+channel := input.request.channel
+
+# Recovery that issues or changes a credential (not an unlock).
+issues_or_changes if {
 	common.is_recovery
-	common.remote_channel
+	not common.action in cfg.no_credential_actions
 }
 
-reasons contains {
-	"code": "privileged_remote_recovery",
-	"level": "callback",
-	"message": sprintf(
-		"Recovery of a privileged account requested over %v: call back a contact of record before acting.",
-		[input.request.channel],
-	),
-	"refs": [r.aa23, r.aa05, r.sp63b],
-} if {
+reasons contains common.reason("remote_channel_recovery", "step_up", [common.action, channel]) if {
 	common.is_recovery
-	common.remote_channel
+	common.remote
+}
+
+# No factor enrolled to push to: a push or code cannot verify the requester,
+# so identity proofing takes its place (SP 800-63A-4; SP 800-63B-4 account
+# recovery: never knowledge questions). On an impersonable channel the agent
+# cannot proof anyone, so the manager of record approves as well; at the desk
+# or the portal, proofing (in person, or supervised remote) is the step-up.
+# Not for the holder already strongly authenticated: they hold a factor.
+# Graded by channel trust, so a less trusted channel never lowers it.
+reasons contains common.reason(unverifiable_key, unverifiable_level, [common.action]) if {
+	common.is_human
+	common.is_factor_recovery
+	not holder_strongly_authenticated
+	input.context.enrolled_factor_available != true
+}
+
+unverifiable_key := "factor_recovery_unverifiable" if common.remote else := "factor_recovery_unverifiable.proofing"
+
+unverifiable_level := "manager_approval" if common.remote else := "step_up"
+
+holder_strongly_authenticated if {
+	common.human_actor
+	common.relationship == "self"
+	common.strong_auth
+}
+
+reasons contains common.reason("privileged_remote_recovery", "callback", [common.effective_tier, channel]) if {
+	issues_or_changes
+	common.remote
 	common.privileged_target
 }
 
-reasons contains {
-	"code": "third_party_recovery",
-	"level": "callback",
-	"message": sprintf(
-		"Recovery requested by a requester other than the account holder (relationship to the holder: %v): confirm with the holder through a callback to their contact of record.",
-		[input.actor.relationship],
-	),
-	"refs": [r.aa23, r.sp63b, r.aa02],
-} if {
-	common.is_recovery
-	common.is_human
-	not input.actor.relationship in {"self", "other"}
+reasons contains common.reason("vip_remote_recovery", "callback", [channel]) if {
+	issues_or_changes
+	common.remote
+	input.target.vip == true
 }
 
-reasons contains {
-	"code": "unrelated_requester",
-	"level": "deny",
-	"message": "The requester has no relationship to the account holder: the helpdesk must not change another person's credentials or access. The holder, or their manager through the access-request process, must ask.",
-	"refs": [r.aa23, r.aa05, r.ac1],
-} if {
+reasons contains common.reason("third_party_recovery", "callback", [common.relationship]) if {
+	issues_or_changes
 	common.is_human
-	input.actor.relationship == "other"
-	common.is_recovery_or_access
+	not common.relationship in {"self", "other"}
 }
 
-reasons contains {
-	"code": "chained_credential_change",
-	"level": "callback",
-	"message": sprintf(
-		"A factor or contact change within %v hours of another credential change fits a chained account-takeover pattern.",
-		[cfg.chained_change_window_hours],
-	),
-	"refs": [r.aa23, r.sp63b],
-} if {
+reasons contains common.reason(unrelated_key, "deny", []) if {
+	common.is_human
+	common.relationship == "other"
+	common.guarded
+}
+
+unrelated_key := "unrelated_requester.agent" if common.is_agent else := "unrelated_requester"
+
+# Remote only: the pattern is remote impersonation (walk-in is in-person
+# proofing, the portal has its own session). No history given reads as a
+# change within the window.
+reasons contains common.reason(chained_key, "callback", [cfg.chained_change_window_hours]) if {
 	common.action in cfg.factor_change_actions
+	common.remote
+	recent_change
+}
+
+recent_change if input.context.recent_credential_change_hours == null
+
+recent_change if {
 	hours := input.context.recent_credential_change_hours
 	hours != null
 	hours <= cfg.chained_change_window_hours
 }
+
+chained_key := "chained_credential_change.unknown" if {
+	input.context.recent_credential_change_hours == null
+} else := "chained_credential_change"

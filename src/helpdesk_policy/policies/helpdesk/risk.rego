@@ -1,65 +1,66 @@
-# Risk signals and failed verifications, graded. High signals go to callback;
-# each medium signal raises the baseline one step, and several compound.
+# Risk signals and failed verifications, graded. Nothing here applies to
+# routine actions. On an impersonable path high signals go to callback, each
+# medium signal raises the baseline one step and several compound. On a strong
+# path the holder's own session covers medium signals, a phishing-resistant
+# one turns a high signal into a re-verification, and replacing a leaked
+# credential is the remediation itself.
 package helpdesk.risk
 
 import rego.v1
 
 import data.helpdesk.common
 import data.helpdesk.levels
-import data.helpdesk.refs as r
 
 cfg := common.cfg
 
-refs := [r.aa03, r.aa23]
+description(s) := common.catalogue.signals[s]
 
-signals := input.context.risk_signals
-
-medium := {s | some s in signals; not s in cfg.high_risk_signals}
-
-reasons contains {
-	"code": concat("", ["risk_", s]),
-	"level": "callback",
-	"message": sprintf("High-risk signal: %v.", [s]),
-	"refs": refs,
-} if {
+reasons contains high_reason(s) if {
 	common.guarded
-	some s in signals
-	s in cfg.high_risk_signals
+	some s in common.high
 }
 
-reasons contains {
-	"code": concat("", ["risk_", s]),
-	"level": levels.raise(common.base_rank, 1),
-	"message": sprintf("Risk signal: %v raises the baseline one step.", [s]),
-	"refs": refs,
-} if {
+# A phishable session with a high-risk signal is the adversary-in-the-middle
+# or stolen-cookie pattern: only a phishing-resistant one steps down.
+high_reason(s) := common.reason("risk_leaked_remediation", "self_service", [s, common.action]) if {
+	s == "leaked_credential"
+	common.remediation
+} else := common.reason("risk_high.strong", "step_up", [s]) if {
+	common.strong_path
+	input.actor.auth_strength == "phishing_resistant"
+} else := common.reason("risk_high", "callback", [s, description(s)])
+
+reasons contains medium_reason(s) if {
 	common.guarded
-	some s in medium
+	some s in common.medium
 }
 
-reasons contains {
-	"code": "risk_compound",
-	"level": levels.raise(common.base_rank, count(medium)),
-	"message": sprintf("%v medium risk signals together raise the baseline %v steps.", [count(medium), count(medium)]),
-	"refs": refs,
-} if {
+medium_reason(s) := common.reason("risk_medium.strong", "self_service", [s, description(s)]) if {
+	common.strong_path
+} else := common.reason("risk_medium", levels.raise(common.base_rank, 1), [s, description(s)])
+
+reasons contains common.reason("risk_compound", levels.raise(common.base_rank, n), [n, n]) if {
 	common.guarded
-	count(medium) >= 2
+	common.impersonable
+	n := count(common.medium)
+	n >= 2
 }
 
-reasons contains {
-	"code": "failed_verifications",
-	"level": failed_level,
-	"message": sprintf(
-		"%v failed verification attempt(s) in the last 24 hours (%v or more go to callback).",
-		[input.context.failed_verifications_24h, cfg.failed_verifications_callback],
-	),
-	"refs": [r.aa23, r.sp63b],
-} if {
+failures := input.context.failed_verifications_24h
+
+reasons contains common.reason("failed_verifications.strong", "step_up", [failures]) if {
 	common.guarded
-	input.context.failed_verifications_24h > 0
+	failures > 0
+	common.strong_path
 }
 
-failed_level := "callback" if {
-	input.context.failed_verifications_24h >= cfg.failed_verifications_callback
-} else := levels.raise(common.base_rank, 1)
+reasons contains common.reason(
+	"failed_verifications", failed_level,
+	[failures, cfg.failed_verifications_callback],
+) if {
+	common.guarded
+	failures > 0
+	common.impersonable
+}
+
+failed_level := "callback" if failures >= cfg.failed_verifications_callback else := levels.raise(common.base_rank, 1)

@@ -1,4 +1,5 @@
-# Unit tests for risk.rego: graded risk signals and failed verifications.
+# Unit tests for risk.rego: graded risk signals and failed verifications, on
+# impersonable and on strong paths.
 package helpdesk.risk_test
 
 import rego.v1
@@ -7,125 +8,180 @@ import data.helpdesk.fixtures_test as f
 
 cfg := data.helpdesk.config
 
-signals(action, ss) := f.case({"request": {"action": action}, "context": {"risk_signals": ss}})
-
-medium_signals := f.signals - {s | some s in cfg.high_risk_signals}
-
-test_no_signal_no_risk_reason if {
-	count(f.risk(f.case({}))) == 0
+signals(list) := c if {
+	patch := {"context": {"risk_signals": list}}
+	c := f.case(patch)
 }
 
-# --------------------------------------------------------- high-risk signals
+routine := {a | some a in cfg.containment_actions} | {"info_request"}
 
-test_every_high_signal_goes_to_callback if {
+# The holder's own phishing-resistant portal session, a password reset.
+strong_reset(patch) := f.cases(f.cases(f.strong_self, {"request": {"action": "password_reset"}}), patch)
+
+# ------------------------------------------------------- high-risk signals
+
+test_every_high_signal_goes_to_callback_with_its_instruction if {
 	every s in cfg.high_risk_signals {
-		r := f.reason(f.risk(signals("password_reset", [s])), concat("", ["risk_", s]))
-		r.level == "callback"
-		r.message == sprintf("High-risk signal: %v.", [s])
-		r.refs == ["NIST-CSF-2.0:PR.AA-03", "CISA-AA23-320A"]
+		f.gives(f.risk(signals([s])), "risk_high", "callback", [s, f.signal_sentence(s)])
 	}
-}
-
-test_high_signal_does_not_compound if {
-	rs := f.risk(signals("mfa_reset", ["leaked_credential", "impossible_travel", "new_device"]))
-	f.lacks(rs, "risk_compound")
-	f.has(rs, "risk_leaked_credential")
-	f.has(rs, "risk_impossible_travel")
-	f.level_of(rs, "risk_new_device") == "manager_approval"
 }
 
 test_high_signals_are_config if {
 	c := f.case({"context": {"risk_signals": ["new_device"]}, "config": {"high_risk_signals": ["new_device"]}})
+	f.gives(f.risk(c), "risk_high", "callback", ["new_device", f.signal_sentence("new_device")])
+}
+
+test_a_high_signal_on_a_phishing_resistant_strong_path_re_verifies if {
+	c := strong_reset({"context": {"risk_signals": ["impossible_travel"]}})
+	f.gives(f.risk(c), "risk_high.strong", "step_up", ["impossible_travel"])
+}
+
+test_a_high_signal_on_a_phishable_strong_path_goes_to_callback if {
+	# An adversary-in-the-middle kit or a stolen cookie looks like this.
+	c := strong_reset({"actor": {"auth_strength": "mfa"}, "context": {"risk_signals": ["impossible_travel"]}})
+	f.gives(f.risk(c), "risk_high", "callback", ["impossible_travel", f.signal_sentence("impossible_travel")])
+}
+
+test_a_high_signal_on_the_nhi_hygiene_paths if {
+	workload := f.cases(f.workload_self, {"context": {"risk_signals": ["threat_intel_match"]}})
+	f.gives(f.risk(workload), "risk_high.strong", "step_up", ["threat_intel_match"])
+	owner := f.cases(f.owner_rotation, {"context": {"risk_signals": ["threat_intel_match"]}})
+	f.level_of(f.risk(owner), "risk_threat_intel_match") == "callback"
+}
+
+# ----------------------------------------------------- leaked remediation
+
+test_replacing_a_leaked_credential_on_a_strong_path_is_the_remediation if {
+	every action in cfg.remediation_actions {
+		remediation_on_every_strong_path(action)
+	}
+}
+
+remediation_on_every_strong_path(action) if {
+	leak := {"request": {"action": action}, "context": {"risk_signals": ["leaked_credential"]}}
+	rs := f.risk(f.cases(strong_reset({}), leak))
+	action in {"password_reset", "mfa_reset"}
+	f.gives(rs, "risk_leaked_remediation", "self_service", ["leaked_credential", action])
+}
+
+remediation_on_every_strong_path(action) if {
+	leak := {"request": {"action": action}, "context": {"risk_signals": ["leaked_credential"]}}
+	rs := f.risk(f.cases(f.owner_rotation, leak))
+	action in {"api_key_reissue", "secret_rotation"}
+	f.gives(rs, "risk_leaked_remediation", "self_service", ["leaked_credential", action])
+}
+
+test_a_leak_remediated_by_a_phishable_strong_session_too if {
+	# The owner path needs only min_auth_strength: the fix is the point.
+	c := f.cases(f.owner_rotation, {"context": {"risk_signals": ["leaked_credential"]}})
+	f.level_of(f.risk(c), "risk_leaked_credential") == "self_service"
+}
+
+test_a_leak_is_no_remediation_off_the_strong_path if {
+	c := f.case({"request": {"action": "password_reset"}, "context": {"risk_signals": ["leaked_credential"]}})
+	f.level_of(f.risk(c), "risk_leaked_credential") == "callback"
+	chat := f.cases(f.owner_rotation, {"request": {"channel": "chat"}, "context": {"risk_signals": ["leaked_credential"]}})
+	f.level_of(f.risk(chat), "risk_leaked_credential") == "callback"
+}
+
+test_a_leak_is_no_remediation_for_other_actions if {
+	c := strong_reset({"request": {"action": "mfa_add_factor"}, "context": {"risk_signals": ["leaked_credential"]}})
+	f.gives(f.risk(c), "risk_high.strong", "step_up", ["leaked_credential"])
+}
+
+test_only_the_leak_is_remediated if {
+	c := strong_reset({"context": {"risk_signals": ["leaked_credential", "impossible_travel"]}})
+	f.level_of(f.risk(c), "risk_leaked_credential") == "self_service"
+	f.level_of(f.risk(c), "risk_impossible_travel") == "step_up"
+}
+
+test_remediation_actions_are_config if {
+	c := strong_reset({"context": {"risk_signals": ["leaked_credential"]}, "config": {"remediation_actions": ["mfa_reset"]}})
+	f.level_of(f.risk(c), "risk_leaked_credential") == "step_up"
+}
+
+# ----------------------------------------------------- medium-risk signals
+
+test_a_medium_signal_raises_the_baseline_one_step if {
+	every s in f.signals - {x | some x in cfg.high_risk_signals} {
+		f.gives(f.risk(signals([s])), "risk_medium", "manager_approval", [s, f.signal_sentence(s)])
+	}
+}
+
+test_a_medium_signal_from_a_self_service_baseline if {
+	c := f.case({"request": {"action": "password_reset", "channel": "walk_in"}, "context": {"risk_signals": ["new_device"]}})
+	f.level_of(f.risk(c), "risk_new_device") == "step_up"
+}
+
+test_a_medium_signal_caps_at_callback if {
+	c := f.case({"request": {"action": "delegated_admin"}, "context": {"risk_signals": ["new_device"]}})
 	f.level_of(f.risk(c), "risk_new_device") == "callback"
 }
 
-# ------------------------------------------------------- medium-risk signals
-
-test_every_medium_signal_raises_one_step if {
-	every s in medium_signals {
-		r := f.reason(f.risk(signals("mfa_reset", [s])), concat("", ["risk_", s]))
-		r.level == "manager_approval"
-		r.message == sprintf("Risk signal: %v raises the baseline one step.", [s])
-	}
+test_a_medium_signal_on_a_strong_path_adds_no_step if {
+	c := strong_reset({"context": {"risk_signals": ["new_device"]}})
+	f.gives(f.risk(c), "risk_medium.strong", "self_service", ["new_device", f.signal_sentence("new_device")])
+	phishable := strong_reset({"actor": {"auth_strength": "mfa"}, "context": {"risk_signals": ["off_hours"]}})
+	f.gives(f.risk(phishable), "risk_medium.strong", "self_service", ["off_hours", f.signal_sentence("off_hours")])
 }
 
-test_medium_signal_raises_from_the_action_baseline if {
-	f.level_of(f.risk(signals("password_reset", ["off_hours"])), "risk_off_hours") == "step_up"
-	f.level_of(f.risk(signals("access_grant", ["off_hours"])), "risk_off_hours") == "callback"
+# ---------------------------------------------------------- risk_compound
+
+test_two_medium_signals_compound if {
+	c := signals(["new_device", "off_hours"])
+	f.gives(f.risk(c), "risk_compound", "callback", [2, 2])
 }
 
-test_medium_signal_caps_at_callback if {
-	f.level_of(f.risk(signals("delegated_admin", ["off_hours"])), "risk_off_hours") == "callback"
+test_compound_from_a_self_service_baseline if {
+	c := f.case({"request": {"action": "password_reset", "channel": "walk_in"}, "context": {"risk_signals": ["new_device", "off_hours"]}})
+	f.gives(f.risk(c), "risk_compound", "manager_approval", [2, 2])
+}
+
+test_compound_counts_every_medium_signal_and_caps_at_callback if {
+	medium := [s | some s in f.signals; not s in cfg.high_risk_signals]
+	f.gives(f.risk(signals(medium)), "risk_compound", "callback", [count(medium), count(medium)])
 }
 
 test_one_medium_signal_does_not_compound if {
-	f.lacks(f.risk(signals("password_reset", ["new_device"])), "risk_compound")
+	f.lacks(f.risk(signals(["new_device", "leaked_credential"])), "risk_compound")
 }
 
-test_two_medium_signals_compound if {
-	r := f.reason(f.risk(signals("password_reset", ["new_device", "off_hours"])), "risk_compound")
-	r.level == "manager_approval"
-	r.message == "2 medium risk signals together raise the baseline 2 steps."
+test_no_compound_on_a_strong_path if {
+	c := strong_reset({"context": {"risk_signals": ["new_device", "off_hours"]}})
+	f.lacks(f.risk(c), "risk_compound")
 }
 
-test_three_medium_signals_compound_to_callback if {
-	rs := f.risk(signals("password_reset", ["new_device", "off_hours", "urgency_pressure"]))
-	f.level_of(rs, "risk_compound") == "callback"
+# --------------------------------------------------- failed_verifications
+
+test_failed_verifications_below_the_threshold_raise_one_step if {
+	c := f.case({"context": {"failed_verifications_24h": cfg.failed_verifications_callback - 1}})
+	f.gives(f.risk(c), "failed_verifications", "manager_approval", [cfg.failed_verifications_callback - 1, cfg.failed_verifications_callback])
 }
 
-test_compound_caps_at_callback if {
-	rs := f.risk(signals("mfa_reset", [s | some s in medium_signals; s != ""]))
-	f.level_of(rs, "risk_compound") == "callback"
+test_failed_verifications_at_the_threshold_go_to_callback if {
+	c := f.case({"context": {"failed_verifications_24h": cfg.failed_verifications_callback}})
+	f.gives(f.risk(c), "failed_verifications", "callback", [cfg.failed_verifications_callback, cfg.failed_verifications_callback])
 }
 
-test_repeated_signal_counts_once if {
-	f.lacks(f.risk(signals("password_reset", ["new_device", "new_device"])), "risk_compound")
+test_no_failed_verifications if {
+	f.lacks(f.risk(f.case({})), "failed_verifications")
 }
 
-# ------------------------------------------------------------------ exempt
-
-test_signals_do_not_slow_containment if {
-	every action in cfg.containment_actions {
-		count(f.risk(signals(action, ["leaked_credential", "new_device", "off_hours"]))) == 0
-	}
-}
-
-test_signals_do_not_slow_info_request if {
-	count(f.risk(signals("info_request", ["leaked_credential", "new_device", "off_hours"]))) == 0
-}
-
-# ------------------------------------------------------- failed_verifications
-
-failures(action, n) := f.case({"request": {"action": action}, "context": {"failed_verifications_24h": n}})
-
-test_failed_verifications_at_threshold_go_to_callback if {
-	# Boundary: failed_verifications_24h == failed_verifications_callback.
-	r := f.reason(f.risk(failures("password_reset", cfg.failed_verifications_callback)), "failed_verifications")
-	r.level == "callback"
-	r.message == "3 failed verification attempt(s) in the last 24 hours (3 or more go to callback)."
-	r.refs == ["CISA-AA23-320A", "NIST-SP-800-63B-4"]
-}
-
-test_failed_verifications_below_threshold_raise_one_step if {
-	rs := f.risk(failures("password_reset", cfg.failed_verifications_callback - 1))
-	f.level_of(rs, "failed_verifications") == "step_up"
-}
-
-test_one_failed_verification_raises_one_step if {
-	f.level_of(f.risk(failures("mfa_reset", 1)), "failed_verifications") == "manager_approval"
-}
-
-test_no_failed_verification if {
-	f.lacks(f.risk(failures("password_reset", 0)), "failed_verifications")
-}
-
-test_failed_verifications_exempt_containment if {
-	every action in cfg.containment_actions {
-		f.lacks(f.risk(failures(action, 10)), "failed_verifications")
-	}
+test_failed_verifications_on_a_strong_path_re_verify if {
+	c := strong_reset({"context": {"failed_verifications_24h": 5}})
+	f.gives(f.risk(c), "failed_verifications.strong", "step_up", [5])
 }
 
 test_failed_verifications_threshold_is_config if {
-	c := f.case({"request": {"action": "password_reset"}, "context": {"failed_verifications_24h": 3}, "config": {"failed_verifications_callback": 5}})
-	f.level_of(f.risk(c), "failed_verifications") == "step_up"
+	c := f.case({"context": {"failed_verifications_24h": 1}, "config": {"failed_verifications_callback": 1}})
+	f.level_of(f.risk(c), "failed_verifications") == "callback"
+}
+
+# ------------------------------------------------------- routine actions
+
+test_nothing_here_applies_to_routine_actions if {
+	every action in routine {
+		c := f.case({"request": {"action": action}, "context": {"risk_signals": ["leaked_credential", "new_device", "off_hours"], "failed_verifications_24h": 9}})
+		count(f.risk(c)) == 0
+	}
 }
