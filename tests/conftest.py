@@ -9,15 +9,20 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
+
+# No "explain" phase: it re-runs a failing example under sys.settrace, which
+# through the engines and the thread pools takes minutes and gigabytes before
+# the failure is shown. A failure is reported with its minimal example instead.
+_PHASES = tuple(p for p in Phase if p is not Phase.explain)
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, derandomize=True, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow], phases=_PHASES,
 )
 settings.register_profile(
     "thorough", max_examples=5000, deadline=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow], phases=_PHASES,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

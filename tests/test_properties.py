@@ -465,8 +465,10 @@ def _malformations(good: dict[str, Any]) -> st.SearchStrategy[Any]:
         st.just(with_(obligations={"code": "record_evidence"})),
         st.just(with_(obligations=[{"code": "revoke_previous_credential", "within_hours": -1}])),
         # constraints that do not match the requirements (an approver for a level without approval, or none for one with it)
-        st.just(with_(constraints={} if good.get("constraints") else
-                      {"approver": {"of_record": "manager", "ids": None, "exclude": ["u-1"], "ai_agent": False}})),
+        st.just(with_(constraints={**(good.get("constraints") or {}), "approver": None}
+                      if "manager_approval" in good["requirements"] else
+                      {**(good.get("constraints") or {}),
+                       "approver": {"of_record": "manager", "ids": None, "exclude": ["u-1"], "ai_agent": False}})),
         # unknown field, bad playbook
         st.just(with_(approved_by="the engine itself")),
         st.just(with_(playbook="")),
