@@ -66,7 +66,7 @@ EXPECTED: dict[str, Expect] = {
     "06-chatbot-password-reset.json": E(
         MA, {"ai_agent_requester", "remote_channel_recovery", "risk_new_device"}, TERMINATE),
     "07-api-key-reissue-by-owner.json": E(
-        SU, {"action_baseline", "nhi_secret_unmanaged"}, REVOKE_24, ("move_to_secrets_manager", None)),
+        SS, {"action_baseline", "nhi_secret_unmanaged"}, REVOKE_24, ("move_to_secrets_manager", None)),
     "08-secret-rotation-non-owner.json": E(DENY, {"nhi_requester_not_owner"}),
     "09-nhi-owner-offboarded.json": E(DENY, {"nhi_no_active_owner", "nhi_requester_not_owner"}),
     "10-service-account-no-owner.json": E(DENY, {"nhi_create_without_owner"}),

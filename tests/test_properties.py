@@ -1046,8 +1046,9 @@ def test_duties_that_hold_under_every_config(cfg: PolicyConfig, data: st.DataObj
         req = data.draw(requests(actor_type="ai_agent", relationship="self", action=st.sampled_from(access)))
         assert _level(engine, req) is Level.DENY, "ai_agent acting on itself for access"
     # (service_account_create cannot target a human: such a request is invalid, not denied;
-    # an action the config lists as containment is decided as containment: containment.rego)
-    sensitive = sorted((cfg.recovery_actions | cfg.access_actions) - {Action.SERVICE_ACCOUNT_CREATE}
+    # an action the config lists as containment is decided as containment: containment.rego;
+    # an information request, by info.rego: a verified security or helpdesk role may ask)
+    sensitive = sorted((cfg.recovery_actions | cfg.access_actions) - {Action.SERVICE_ACCOUNT_CREATE, Action.INFO_REQUEST}
                        - cfg.containment_actions)
     if sensitive:
         # (an AI agent's relationship is its principal's: one acting for the holder is the holder's request)

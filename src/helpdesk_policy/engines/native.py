@@ -248,6 +248,8 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
         baseline = R("action_baseline.strong_self_service", L.SELF_SERVICE, action.value, strength.value)
     elif workload_self_path and nhi_credential:
         baseline = R("action_baseline.workload_self", L.SELF_SERVICE, action.value, strength.value)
+    elif owner_path and nhi_credential and rank >= b.strong_self_service_rank:
+        baseline = R("action_baseline.owner_rotation", L.SELF_SERVICE, action.value, strength.value)
     else:
         lvl = cfg.action_baseline[action]
         baseline = R("action_baseline.access" if is_access else "action_baseline", lvl, action.value, lvl.value)

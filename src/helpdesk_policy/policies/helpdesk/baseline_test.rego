@@ -133,6 +133,38 @@ test_workload_self_baseline_needs_strong_workload_authentication if {
 	f.gives(f.baseline(c), "action_baseline", "step_up", ["secret_rotation", "step_up"])
 }
 
+# ------------------------------------------------------ owner rotation baseline
+
+owner_strong := {"request": {"channel": "self_service_portal", "action": "secret_rotation"}, "actor": {"auth_strength": "phishing_resistant"}}
+
+# Section by section (rego-cpp's object.union is shallow).
+owner_rotating(patch) := f.case(f.combine(f.combine(f.nhi, owner_strong), patch))
+
+test_an_owner_rotating_with_phishing_resistant_auth_starts_at_self_service if {
+	# (Not nested `every`: rego-cpp does not read it like OPA.)
+	combos := [[a, ch] | some a in cfg.nhi_credential_actions; some ch in ["self_service_portal", "walk_in", "api"]]
+	passing := [combo |
+		some combo in combos
+		c := owner_rotating({"request": {"action": combo[0], "channel": combo[1]}})
+		f.gives(f.baseline(c), "action_baseline.owner_rotation", "self_service", [combo[0], "phishing_resistant"])
+	]
+	count(combos) == 6
+	count(passing) == count(combos)
+}
+
+test_owner_rotation_needs_the_strong_self_service_strength if {
+	c := owner_rotating({"actor": {"auth_strength": "mfa"}})
+	f.gives(f.baseline(c), "action_baseline", "step_up", ["secret_rotation", "step_up"])
+}
+
+test_owner_rotation_not_over_a_remote_channel_nor_by_a_non_owner_nor_for_access if {
+	f.level_of(f.baseline(owner_rotating({"request": {"channel": "chat"}})), "action_baseline") == "step_up"
+	f.level_of(f.baseline(owner_rotating({"actor": {"id": "u-300"}})), "action_baseline") == "step_up"
+	f.level_of(f.baseline(owner_rotating({"actor": {"auth_strength": "phishing_resistant"}})), "action_baseline") == "self_service"
+	f.level_of(f.baseline(owner_rotating({"target": {"owner_active": false}})), "action_baseline") == "step_up"
+	f.level_of(f.baseline(owner_rotating({"request": {"action": "role_change"}})), "action_baseline") == "manager_approval"
+}
+
 test_workload_self_baseline_only_for_its_own_credential if {
 	c := f.cases(f.workload_self, {"request": {"action": "role_change"}})
 	f.gives(f.baseline(c), "action_baseline.access", "manager_approval", ["role_change", "manager_approval"])

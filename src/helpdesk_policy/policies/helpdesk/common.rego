@@ -250,10 +250,20 @@ workload_self if {
 	input.request.action in cfg.nhi_credential_actions
 }
 
+# An NHI's active owner rotating its secret, authenticated as strongly as the
+# holder's own strong self-service asks (OWASP NHI7: rotation must be easy).
+owner_rotation if {
+	owner_path
+	input.request.action in cfg.nhi_credential_actions
+	auth_rank[input.actor.auth_strength] >= auth_rank[cfg.strong_self_service_auth]
+}
+
 baseline_key := "action_baseline.strong_self_service" if {
 	strong_self_service
 } else := "action_baseline.workload_self" if {
 	workload_self
+} else := "action_baseline.owner_rotation" if {
+	owner_rotation
 } else := "action_baseline.access" if {
 	input.request.action in cfg.access_actions
 } else := "action_baseline"
@@ -262,6 +272,8 @@ baseline_level := "self_service" if {
 	strong_self_service
 } else := "self_service" if {
 	workload_self
+} else := "self_service" if {
+	owner_rotation
 } else := cfg.action_baseline[input.request.action]
 
 base_rank := levels.rank[baseline_level]
