@@ -71,7 +71,7 @@ EXPECTED: dict[str, Expect] = {
     "09-nhi-owner-offboarded.json": E(DENY, {"nhi_no_active_owner", "nhi_requester_not_owner"}),
     "10-service-account-no-owner.json": E(DENY, {"nhi_create_without_owner"}),
     "11-revoke-leaked-token.json": E(SS, {"action_baseline"}),
-    "12-disable-offboarded-user.json": E(SU, {"action_baseline"}, TERMINATE),
+    "12-disable-offboarded-user.json": E(SS, {"action_baseline"}, TERMINATE),
     "13-password-reset-offboarded.json": E(DENY, {"target_offboarded"}),
     "14-contact-change-after-reset.json": E(
         CB, {"chained_credential_change", "factor_recovery_unverifiable"}, PREVIOUS_CONTACT),
