@@ -39,6 +39,7 @@ ROOMS: dict[str, str] = {
     "resources": "core",
     "policyset": "core",
     "expectations": "core",
+    "evidence": "core",
     "engines": "engines",
     "chain": "chain",
     "facade": "facade",

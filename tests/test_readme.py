@@ -5,6 +5,8 @@
   exactly the error shown;
 * the expectation-suite YAML under "CI for policy changes" is a valid suite
   whose cases pass against the stock policy;
+* the Python block under "Closing a ticket: evidence and verify" runs, and
+  each unindented ``expr  # value`` line's comment is the repr of ``expr``;
 * the JSON under "A decision" is what ``helpdesk-policy decide`` prints for
   the example request (apart from the per-decision ``decision_id``);
 * every ``helpdesk-policy <command> … --option`` in a console block names a
@@ -61,6 +63,18 @@ def test_the_invalid_input_example_shows_the_real_error() -> None:
     with pytest.raises(InvalidRequestError) as info:
         exec(compile(code, "README.md", "exec"), {"policy": policy})  # noqa: S102 - our own README
     assert f"{type(info.value).__module__}.{type(info.value).__name__}: {info.value}" == shown.rstrip("\n")
+
+
+def test_the_evidence_example_runs_and_its_comments_are_true() -> None:
+    section = _section("A decision").split("\n### Closing a ticket: evidence and verify\n", 1)[1]
+    (code,) = _blocks(section, "python")
+    checks = [(m.group(1), m.group(2)) for m in re.finditer(r"^(?!\s)(?!\w+ = )([^#\n]+?) {2,}# (.+)$", code, re.M)]
+    assert len(checks) >= 4, "the example shows its values"
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    for expr, shown in checks:
+        assert repr(eval(expr, namespace)) == shown, expr  # noqa: S307
+    namespace["policy"].close()
 
 
 def test_the_suite_example_is_a_passing_suite(tmp_path: Path) -> None:

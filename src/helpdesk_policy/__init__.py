@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "Reason": "models",
     "Obligation": "models",
     "parse_request": "models",
+    "Evidence": "evidence",
+    "Verification": "evidence",
     "PolicyConfig": "config",
     "load_config": "config",
     "PolicySet": "policyset",
@@ -57,6 +59,8 @@ __all__ = [
     "Reason",
     "Obligation",
     "parse_request",
+    "Evidence",
+    "Verification",
     "PolicyConfig",
     "load_config",
     "PolicySet",
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
         PolicyLoadError,
         UndefinedDecisionError,
     )
+    from .evidence import Evidence, Verification
     from .facade import HelpdeskPolicy
     from .levels import Level
     from .models import Decision, Obligation, Reason, Request, Verdict, parse_request

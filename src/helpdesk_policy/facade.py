@@ -25,7 +25,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from .chain import ChainAnswer, EngineChain
 from .config import PolicyConfig
 from .digest import LOG_IDENTIFIER_MODES, LogIdentifiers, input_digest, redact, redact_decision
 from .engines import Engine, load_engine
+from .evidence import DEFAULT_WINDOW_HOURS, Evidence, Verification
+from .evidence import verify as verify_evidence
 from .engines.native import NativeEngine
 from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError
 from .models import Decision, Request, construct_trusted, parse_request
@@ -222,6 +224,31 @@ class HelpdeskPolicy:
     async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Async twin of :meth:`decide_many`; requests are decided concurrently."""
         return list(await asyncio.gather(*(self.adecide(r) for r in _parse_all(requests))))
+
+    def verify(
+        self,
+        decision: Decision,
+        evidence: Evidence,
+        *,
+        now: datetime | None = None,
+        window_hours: int = DEFAULT_WINDOW_HOURS,
+        withdrawn_revisions: Collection[str] = (),
+    ) -> Verification:
+        """Check the evidence recorded for ``decision``: may the ticket be closed?
+
+        Every requirement and the ``record_evidence`` obligation come out
+        ``satisfied``, ``missing`` or ``violated`` with a reason; see
+        :func:`helpdesk_policy.evidence.verify`. ``.closable`` is the answer.
+
+        Args:
+            decision: The decision acted on.
+            evidence: What the helpdesk recorded.
+            now: The time to check the window against (default: now, UTC).
+            window_hours: How old evidence may be.
+            withdrawn_revisions: Policy revisions withdrawn since.
+        """
+        return verify_evidence(decision, evidence, now=now, window_hours=window_hours,
+                               withdrawn_revisions=withdrawn_revisions)
 
     def close(self) -> None:
         """Close every engine and the worker threads. Safe to call more than once."""
