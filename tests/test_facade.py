@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import sys
+import time
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -155,6 +157,79 @@ def test_a_failing_log_sink_does_not_change_the_decision(caplog: pytest.LogCaptu
         decision = policy.decide(REQUEST)
     assert decision.level is Level.STEP_UP
     assert "sink failed" in caplog.text
+
+
+# ---------------------------------------------------------------- async-safe sinks
+
+
+@pytest.mark.asyncio
+async def test_an_async_sink_is_awaited_in_adecide() -> None:
+    records: list[dict[str, Any]] = []
+
+    async def sink(record: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        records.append(record)
+
+    decision = await HelpdeskPolicy(engine="native", log_sink=sink).adecide(REQUEST)
+    assert [r["decision_id"] for r in records] == [decision.decision_id]
+
+
+def test_an_async_sink_is_run_by_decide_too() -> None:
+    # Outside any event loop: the coroutine is run to completion, never dropped unawaited.
+    records: list[str] = []
+
+    async def sink(record: dict[str, Any]) -> None:
+        records.append(record["decision_id"])
+
+    decision = HelpdeskPolicy(engine="native", log_sink=sink).decide(REQUEST)
+    assert records == [decision.decision_id]
+
+
+@pytest.mark.asyncio
+async def test_an_async_sink_given_to_decide_inside_a_running_loop_is_scheduled() -> None:
+    records: list[str] = []
+
+    async def sink(record: dict[str, Any]) -> None:
+        records.append(record["decision_id"])
+
+    policy = HelpdeskPolicy(engine="native", log_sink=sink)
+    decision = policy.decide(REQUEST)  # a sync call from async code: cannot block on the loop
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert records == [decision.decision_id] and not policy._sink_tasks
+
+
+@pytest.mark.asyncio
+async def test_a_slow_plain_sink_never_stalls_the_event_loop() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    def slow_sink(record: dict[str, Any]) -> None:
+        time.sleep(0.3)  # blocking I/O in a user's sink
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await HelpdeskPolicy(engine="native", log_sink=slow_sink).adecide(REQUEST)
+    task.cancel()
+    assert ticks - before >= 10  # the loop kept running while the sink slept in a worker thread
+
+
+@pytest.mark.asyncio
+async def test_a_failing_async_sink_does_not_change_the_decision(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(record: dict[str, Any]) -> None:
+        raise RuntimeError("disk full")
+
+    expected = HelpdeskPolicy(engine="native").decide(REQUEST)
+    with caplog.at_level(logging.ERROR, "helpdesk_policy"):
+        decision = await HelpdeskPolicy(engine="native", log_sink=broken).adecide(REQUEST)
+    assert decision.parity_key() == expected.parity_key()
+    assert "decision log sink failed" in caplog.text
 
 
 def test_invalid_request_error_does_not_echo_values() -> None:

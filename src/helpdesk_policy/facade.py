@@ -22,10 +22,11 @@ and an optional decision-log record.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ _MISSING_WARNED: set[str] = set()
 _MISSING_LOCK = threading.Lock()
 
 #: Called with one decision-log record per decision (see :meth:`HelpdeskPolicy.decide`).
-DecisionSink = Callable[[dict[str, Any]], None]
+DecisionSink = Callable[[dict[str, Any]], None | Awaitable[None]]
 
 EngineSpec = str | Engine
 
@@ -90,7 +91,12 @@ class HelpdeskPolicy:
             The native engine always runs on the caller's thread: it is pure
             Python with no I/O and cannot hang, and it must stay able to
             decide when other engines' hung calls occupy the worker threads.
-        log_sink: called with one decision-log record per decision (below).
+        log_sink: called with one decision-log record per decision (below):
+            a plain callable or an ``async def`` one. :meth:`adecide` awaits
+            an async sink and runs a plain one in a worker thread, so a slow
+            sink never stalls the event loop; :meth:`decide` runs an async
+            sink to completion (or schedules it when called inside a running
+            event loop). A failing sink is logged and never changes a decision.
         log_identifiers: what a record keeps of the identity identifiers in
             the request (``actor.id``, ``actor.on_behalf_of``, ``actor.roles``
             other than the config's security and helpdesk roles,
@@ -158,6 +164,8 @@ class HelpdeskPolicy:
         self.config = self.policy_set.config
         self._revision = self.policy_set.revision
         self.log_sink = log_sink
+        # Tasks of async sinks scheduled from decide() inside a running loop (kept referenced until done).
+        self._sink_tasks: set[asyncio.Task[Any]] = set()
         options = {k: dict(v) for k, v in (engine_options or {}).items()}
         tolerant = engine == "auto"
         specs: list[EngineSpec] = list(AUTO_CHAIN) if tolerant else [engine]
@@ -209,7 +217,11 @@ class HelpdeskPolicy:
             InvalidRequestError: the request is invalid; every bad field is listed.
         """
         req = parse_request(request)
-        return self._finish(req, self.chain.decide(req))
+        answer = self.chain.decide(req)
+        decision = self._finish(req, answer)
+        if self.log_sink is not None:
+            self._deliver(self._record(req, decision, answer.errors))
+        return decision
 
     def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Decide several requests. All are validated first: one invalid request
@@ -217,9 +229,17 @@ class HelpdeskPolicy:
         return [self.decide(r) for r in _parse_all(requests)]
 
     async def adecide(self, request: Request | Mapping[str, Any]) -> Decision:
-        """Async twin of :meth:`decide`: engines run without blocking the event loop."""
+        """Async twin of :meth:`decide`: engines run without blocking the event loop.
+
+        An ``async def`` log sink is awaited; a plain one runs in a worker
+        thread, so a slow sink never stalls the event loop.
+        """
         req = parse_request(request)
-        return self._finish(req, await self.chain.adecide(req))
+        answer = await self.chain.adecide(req)
+        decision = self._finish(req, answer)
+        if self.log_sink is not None:
+            await self._adeliver(self._record(req, decision, answer.errors))
+        return decision
 
     async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
         """Async twin of :meth:`decide_many`; requests are decided concurrently."""
@@ -300,11 +320,9 @@ class HelpdeskPolicy:
             "decision_id": answer.decision_id or str(uuid.uuid4()),
             "input_digest": input_digest(req),
         })
-        if self.log_sink is not None:
-            self._emit(req, decision, answer.errors)
         return decision
 
-    def _emit(self, req: Request, decision: Decision, errors: list[str]) -> None:
+    def _record(self, req: Request, decision: Decision, errors: list[str]) -> dict[str, Any]:
         masked: list[str] = []
         erased: list[str] = []
         doc = redact(req, identifiers=self._log_identifiers, key=self._log_key, masked=masked, erased=erased,
@@ -327,10 +345,53 @@ class HelpdeskPolicy:
             "result": result,
             "engine_errors": errors,
         }
+        return record
+
+    def _deliver(self, record: dict[str, Any]) -> None:
+        """Hand a record to the sink from :meth:`decide`; a failing sink never changes the decision.
+
+        An ``async def`` sink's coroutine is run to completion here when no
+        event loop runs in this thread, else scheduled on that loop (never
+        dropped unawaited).
+        """
         try:
-            self.log_sink(record)  # type: ignore[misc]
+            result = self.log_sink(record)  # type: ignore[misc]
+            if inspect.isawaitable(result):
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    asyncio.run(_awaited(result))
+                else:
+                    task = loop.create_task(_awaited(result))
+                    self._sink_tasks.add(task)
+                    task.add_done_callback(self._sink_task_done)
         except Exception:  # noqa: BLE001 - a failing sink must not change the decision
-            log.exception("decision log sink failed for %s", decision.decision_id)
+            log.exception("decision log sink failed for %s", record["decision_id"])
+
+    async def _adeliver(self, record: dict[str, Any]) -> None:
+        """Hand a record to the sink from :meth:`adecide`, off the event loop's thread unless it is async."""
+        try:
+            if _is_async_callable(self.log_sink):
+                await self.log_sink(record)  # type: ignore[misc]
+                return
+            result = await asyncio.to_thread(self.log_sink, record)  # type: ignore[arg-type]
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 - a failing sink must not change the decision
+            log.exception("decision log sink failed for %s", record["decision_id"])
+
+    def _sink_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._sink_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("decision log sink failed", exc_info=task.exception())
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _is_async_callable(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 def _log_masking(mode: Any, key: Any) -> tuple[LogIdentifiers, bytes | None]:
