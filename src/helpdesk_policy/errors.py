@@ -13,6 +13,8 @@
     ├── DiffError                a policy diff cannot run (bad cases, bad policy source)
     ├── ResourceLimitError       a Rego test run exceeded its time or memory bound
     ├── EngineConfigError        an engine option is invalid (bad URL, unreadable CA/cert/key file)
+    ├── LedgerError              the ledger cannot be opened, read or written (bad URL, schema too new)
+    │   └── LedgerUnavailableError   a missing extra (psycopg) or an unreachable database
     └── EngineError              an engine could not produce a decision
         ├── EngineUnavailableError   cannot load (missing extra, server down, breaker open)
         │   └── CircuitOpenError         the breaker refused the call without attempting it
@@ -59,6 +61,8 @@ __all__ = [
     "SuiteError",
     "DiffError",
     "ResourceLimitError",
+    "LedgerError",
+    "LedgerUnavailableError",
 ]
 
 
@@ -346,3 +350,17 @@ class ResourceLimitError(HelpdeskPolicyError):
     def __init__(self, message: str, *, limit: str) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class LedgerError(HelpdeskPolicyError):
+    """The ledger (:mod:`helpdesk_policy.ledger`) cannot be opened, read or written:
+    a bad ledger URL, an event that is not JSON, a schema newer than this library.
+
+    A tampered ledger is not an error: ``verify()`` reports it as a
+    :class:`~helpdesk_policy.ledger.ChainReport`.
+    """
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger's backend cannot be used: a missing extra (``pip install
+    'helpdesk-policy[postgres]'``) or a database that does not answer."""

@@ -7,7 +7,9 @@ Commands, and the module that defines them:
 * ``test``, ``diff``, ``init`` — :mod:`helpdesk_policy.cli.ci`: CI for policy
   changes (:mod:`helpdesk_policy.ci` does the work);
 * ``bundle build``, ``bundle verify`` — :mod:`helpdesk_policy.cli.bundle`:
-  OPA bundles (:mod:`helpdesk_policy.bundle` does the work).
+  OPA bundles (:mod:`helpdesk_policy.bundle` does the work);
+* ``audit verify`` — :mod:`helpdesk_policy.cli.audit`: check the ledger's
+  hash chains (:mod:`helpdesk_policy.ledger` does the work).
 
 Exit codes of the deciding commands (``EXIT_*`` here): 0 decided (a deny is a
 decision), 1 ``--fail-on-deny`` saw a deny, 2 invalid input or usage, 3 an
@@ -27,6 +29,7 @@ import sys
 import click
 
 from .. import __version__
+from .audit import audit
 from .bundle import bundle
 from .ci import diff_command, init_command, test_command
 from .decide import EXIT_DENY, EXIT_ENGINE, EXIT_INVALID, EXIT_OK, decide, explain, schema
@@ -80,3 +83,4 @@ main.add_command(bundle)
 main.add_command(test_command)
 main.add_command(diff_command)
 main.add_command(init_command)
+main.add_command(audit)

@@ -1,0 +1,66 @@
+"""``helpdesk-policy audit verify``: check the ledger's hash chains.
+
+Exit status: 0 every chain intact, 1 a chain is broken (the first bad event
+is named), 2 the ledger cannot be opened (bad URL, unreadable file), 3 a
+missing extra or an unreachable database.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import LedgerError, LedgerUnavailableError
+from ..ledger import open_ledger
+from .errors import CliError
+
+__all__ = ["audit", "EXIT_OK", "EXIT_BROKEN", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
+
+EXIT_OK = 0
+EXIT_BROKEN = 1
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+
+
+@click.group("audit")
+def audit() -> None:
+    """Check the tamper-evident ledger."""
+
+
+@audit.command("verify")
+@click.option("--ledger", "url", required=True, envvar="HELPDESK_POLICY_LEDGER",
+              help="The ledger: sqlite:///path/to/ledger.db or postgresql://user@host/db[?schema=name] "
+                   "(env HELPDESK_POLICY_LEDGER).")
+@click.option("--chain", default=None, help="Check only this chain (default: every chain).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_command(url: str, chain: str | None, as_json: bool) -> None:
+    """Check every event's hash and its link to the one before; name the first bad event.
+
+    Exit status: 0 intact, 1 broken, 2 cannot open the ledger, 3 a missing
+    extra or an unreachable database.
+    """
+    try:
+        store = open_ledger(url)
+    except LedgerUnavailableError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except LedgerError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+    try:
+        report = store.verify(chain)
+    except LedgerUnavailableError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except LedgerError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+    finally:
+        store.close()
+    if as_json:
+        bad = report.first_bad
+        click.echo(json.dumps({
+            "ok": report.ok, "chains": report.chains, "events": report.events,
+            "first_bad": None if bad is None else {"chain": bad.chain, "seq": bad.seq, "problem": bad.problem},
+        }, indent=2))
+    else:
+        click.echo(str(report))
+    if not report.ok:
+        raise SystemExit(EXIT_BROKEN)
