@@ -434,7 +434,8 @@ def test_the_readme_ledger_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     import re
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## The ledger\n", 1)[1].split("\n## ", 1)[0]
+    # Up to the first subsection ("Obligations to the end" has its own test).
+    section = readme.split("\n## The ledger\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     (code,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
     (console,) = re.findall(r"^```console\n(.*?)^```", section, flags=re.S | re.M)
     monkeypatch.chdir(tmp_path)

@@ -9,7 +9,9 @@ Commands, and the module that defines them:
 * ``bundle build``, ``bundle verify`` — :mod:`helpdesk_policy.cli.bundle`:
   OPA bundles (:mod:`helpdesk_policy.bundle` does the work);
 * ``audit verify`` — :mod:`helpdesk_policy.cli.audit`: check the ledger's
-  hash chains (:mod:`helpdesk_policy.ledger` does the work).
+  hash chains (:mod:`helpdesk_policy.ledger` does the work);
+* ``obligations due`` — :mod:`helpdesk_policy.cli.obligations`: obligations
+  due or overdue (:mod:`helpdesk_policy.ledger.obligations` does the work).
 
 Exit codes of the deciding commands (``EXIT_*`` here): 0 decided (a deny is a
 decision), 1 ``--fail-on-deny`` saw a deny, 2 invalid input or usage, 3 an
@@ -33,6 +35,7 @@ from .audit import audit
 from .bundle import bundle
 from .ci import diff_command, init_command, test_command
 from .decide import EXIT_DENY, EXIT_ENGINE, EXIT_INVALID, EXIT_OK, decide, explain, schema
+from .obligations import obligations
 
 __all__ = ["main", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
 
@@ -84,3 +87,4 @@ main.add_command(test_command)
 main.add_command(diff_command)
 main.add_command(init_command)
 main.add_command(audit)
+main.add_command(obligations)

@@ -4,7 +4,9 @@
   :class:`LedgerStore` (the one store interface), :class:`ChainReport`;
 * :mod:`~helpdesk_policy.ledger.sqlite`: the embedded default, one SQLite file in WAL mode;
 * :mod:`~helpdesk_policy.ledger.postgres`: PostgreSQL through psycopg 3 (the ``postgres`` extra);
-* :mod:`~helpdesk_policy.ledger.sink`: :class:`LedgerSink`, the decision log into the ledger.
+* :mod:`~helpdesk_policy.ledger.sink`: :class:`LedgerSink`, the decision log into the ledger;
+* :mod:`~helpdesk_policy.ledger.obligations`: :class:`ObligationTracker`, a decision's
+  obligations as items ``open``, ``done`` or ``overdue``.
 
 :func:`open_ledger` opens a store from a URL: ``sqlite:///path/to/ledger.db``
 or ``postgresql://user@host/db`` (``?schema=name`` picks the tables' schema).
@@ -17,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import LedgerError
 from .base import GENESIS_HASH, BadEvent, ChainReport, Event, EventKind, LedgerStore, StoredEvent
+from .obligations import ObligationError, ObligationItem, ObligationTracker
 from .sink import LedgerSink
 
 __all__ = [
@@ -28,6 +31,9 @@ __all__ = [
     "LedgerStore",
     "StoredEvent",
     "LedgerSink",
+    "ObligationError",
+    "ObligationItem",
+    "ObligationTracker",
     "open_ledger",
 ]
 
