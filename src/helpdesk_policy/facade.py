@@ -25,9 +25,12 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,13 @@ _MISSING_LOCK = threading.Lock()
 
 #: Called with one decision-log record per decision (see :meth:`HelpdeskPolicy.decide`).
 DecisionSink = Callable[[dict[str, Any]], None | Awaitable[None]]
+
+#: The bundle name a record's ``bundles`` names (OPA's decision-log shape).
+LOG_BUNDLE = "helpdesk"
+#: The ``metrics`` key of the engine chain's time, in nanoseconds.
+LOG_TIMER = "timer_helpdesk_decide_ns"
+#: Labels every record carries; ``ticket`` is set per decision and cannot be given.
+_RESERVED_LABELS = frozenset({"ticket"})
 
 EngineSpec = str | Engine
 
@@ -120,6 +130,10 @@ class HelpdeskPolicy:
             it: set a key, kept out of the logs' reach, when that matters.
         engine_options: keyword options per engine name, e.g.
             ``{"opa": {"url": "http://opa:8181"}}``.
+        log_labels: labels every decision-log record carries, merged over
+            ``{"app": "helpdesk-policy", "version": <package version>}`` (as
+            OPA's ``labels``): printable str keys and values; ``ticket`` is
+            reserved (each record's ``labels.ticket`` is its ``request.id``).
 
     A decision-log record is a dict with the keys ``decision_id``,
     ``timestamp`` (UTC, ISO 8601), ``path`` (``"helpdesk/decision"``),
@@ -131,7 +145,11 @@ class HelpdeskPolicy:
     of the input and result values replaced or removed, as in OPA's decision
     logs), ``result`` (the decision, its constraints' identifiers as
     ``log_identifiers`` says) and ``engine_errors`` (why engines before the
-    one that answered failed).
+    one that answered failed). In OPA's decision-log shape it also carries
+    ``bundles`` (``{"helpdesk": {"revision": <policy_revision>}}``), ``labels``
+    (``app``, ``version``, ``log_labels`` and ``ticket``: the request's id)
+    and ``metrics`` (``{"timer_helpdesk_decide_ns": <int>}``: the engine
+    chain's time for this decision).
 
     Use it as a context manager (``with`` / ``async with``) or call
     :meth:`close` / :meth:`aclose`; inside an event loop prefer ``aclose``,
@@ -143,7 +161,8 @@ class HelpdeskPolicy:
             load is skipped with one warning per process naming the extra; the
             native engine then decides and decisions say ``engine: "native"``,
             ``degraded: false`` (a missing optional install is not a fault).
-        InvalidConfigError: ``log_identifiers`` or ``log_pseudonym_key`` is invalid.
+        InvalidConfigError: ``log_identifiers``, ``log_pseudonym_key`` or
+            ``log_labels`` is invalid.
     """
 
     def __init__(
@@ -158,8 +177,10 @@ class HelpdeskPolicy:
         log_identifiers: LogIdentifiers = "pseudonymize",
         log_pseudonym_key: bytes | str | None = None,
         engine_options: Mapping[str, Mapping[str, Any]] | None = None,
+        log_labels: Mapping[str, str] | None = None,
     ) -> None:
         self._log_identifiers, self._log_key = _log_masking(log_identifiers, log_pseudonym_key)
+        self._log_labels = {"app": "helpdesk-policy", "version": _package_version(), **_log_labels(log_labels)}
         self.policy_set = PolicySet.load(policy_dir, config)
         self.config = self.policy_set.config
         self._revision = self.policy_set.revision
@@ -217,10 +238,12 @@ class HelpdeskPolicy:
             InvalidRequestError: the request is invalid; every bad field is listed.
         """
         req = parse_request(request)
+        started = time.perf_counter_ns()
         answer = self.chain.decide(req)
+        elapsed = time.perf_counter_ns() - started
         decision = self._finish(req, answer)
         if self.log_sink is not None:
-            self._deliver(self._record(req, decision, answer.errors))
+            self._deliver(self._record(req, decision, answer.errors, elapsed))
         return decision
 
     def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
@@ -235,10 +258,12 @@ class HelpdeskPolicy:
         thread, so a slow sink never stalls the event loop.
         """
         req = parse_request(request)
+        started = time.perf_counter_ns()
         answer = await self.chain.adecide(req)
+        elapsed = time.perf_counter_ns() - started
         decision = self._finish(req, answer)
         if self.log_sink is not None:
-            await self._adeliver(self._record(req, decision, answer.errors))
+            await self._adeliver(self._record(req, decision, answer.errors, elapsed))
         return decision
 
     async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
@@ -322,7 +347,7 @@ class HelpdeskPolicy:
         })
         return decision
 
-    def _record(self, req: Request, decision: Decision, errors: list[str]) -> dict[str, Any]:
+    def _record(self, req: Request, decision: Decision, errors: list[str], elapsed_ns: int = 0) -> dict[str, Any]:
         masked: list[str] = []
         erased: list[str] = []
         doc = redact(req, identifiers=self._log_identifiers, key=self._log_key, masked=masked, erased=erased,
@@ -344,6 +369,11 @@ class HelpdeskPolicy:
             "erased": ["/input" + p for p in erased] + ["/result" + p for p in result_erased],
             "result": result,
             "engine_errors": errors,
+            # OPA's decision-log shape, additively.
+            "bundles": {LOG_BUNDLE: {"revision": decision.policy_revision}},
+            "labels": {**self._log_labels, "ticket": req.request.id},
+            # At least 1 ns: a coarse clock must not log a decision as free.
+            "metrics": {LOG_TIMER: max(1, int(elapsed_ns))},
         }
         return record
 
@@ -410,6 +440,37 @@ def _log_masking(mode: Any, key: Any) -> tuple[LogIdentifiers, bytes | None]:
     if problems:
         raise InvalidConfigError(problems)
     return mode, key
+
+
+def _log_labels(labels: Any) -> dict[str, str]:
+    """Check ``log_labels``: a mapping of printable, non-empty str keys to printable str values.
+
+    Raises:
+        InvalidConfigError: naming each bad key.
+    """
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidConfigError([FieldError("log_labels", "must be a mapping of str to str")])
+    problems: list[FieldError] = []
+    for key, value in labels.items():
+        name = f"log_labels.{key!r}" if not isinstance(key, str) or not key.isprintable() else f"log_labels.{key}"
+        if not isinstance(key, str) or not key or not key.isprintable():
+            problems.append(FieldError(name, "a label key must be a non-empty printable str"))
+        elif key in _RESERVED_LABELS:
+            problems.append(FieldError(name, "is reserved: each record's labels.ticket is its request.id"))
+        elif not isinstance(value, str) or not value.isprintable():
+            problems.append(FieldError(name, "a label value must be a printable str"))
+    if problems:
+        raise InvalidConfigError(problems)
+    return dict(labels)
+
+
+def _package_version() -> str:
+    try:
+        return _dist_version("helpdesk-policy")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
 def _warn_missing_once(name: str, exc: EngineUnavailableError) -> None:

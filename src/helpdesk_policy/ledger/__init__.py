@@ -5,6 +5,8 @@
 * :mod:`~helpdesk_policy.ledger.sqlite`: the embedded default, one SQLite file in WAL mode;
 * :mod:`~helpdesk_policy.ledger.postgres`: PostgreSQL through psycopg 3 (the ``postgres`` extra);
 * :mod:`~helpdesk_policy.ledger.sink`: :class:`LedgerSink`, the decision log into the ledger;
+* :mod:`~helpdesk_policy.ledger.logsinks`: :class:`JsonlSink` (rotating JSON-lines files) and
+  :class:`HttpBatchSink` (gzip batches to an OPA-compatible decision-log collector);
 * :mod:`~helpdesk_policy.ledger.obligations`: :class:`ObligationTracker`, a decision's
   obligations as items ``open``, ``done`` or ``overdue``.
 
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import LedgerError
 from .base import GENESIS_HASH, BadEvent, ChainReport, Event, EventKind, LedgerStore, StoredEvent
 from .obligations import ObligationError, ObligationItem, ObligationTracker
+from .logsinks import HttpBatchSink, JsonlSink
 from .sink import LedgerSink
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
     "LedgerStore",
     "StoredEvent",
     "LedgerSink",
+    "HttpBatchSink",
+    "JsonlSink",
     "ObligationError",
     "ObligationItem",
     "ObligationTracker",
