@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,29 +27,10 @@ from helpdesk_policy.cli import main
 from helpdesk_policy.errors import LedgerError, LedgerUnavailableError
 from helpdesk_policy.ledger import Event, LedgerSink, LedgerStore, open_ledger
 from helpdesk_policy.ledger.base import GENESIS_HASH, event_hash
+from ledger_backends import PG_DSN, postgres_schema  # noqa: E402 - tests/ is on sys.path
 
-PG_DSN = os.environ.get("HELPDESK_POLICY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST = json.loads((ROOT / "examples" / "requests" / "02-phone-mfa-reset-admin.json").read_text(encoding="utf-8"))
-
-_pg_reason: list[str | None] = []
-
-
-def _pg_unavailable() -> str | None:
-    """Why PostgreSQL cannot be used here (None when it can); asked once."""
-    if not _pg_reason:
-        try:
-            import psycopg
-        except ImportError:
-            _pg_reason.append("psycopg is not installed: pip install 'helpdesk-policy[postgres]'")
-        else:
-            try:
-                psycopg.connect(PG_DSN, connect_timeout=3).close()
-            except psycopg.Error as exc:
-                _pg_reason.append(f"no PostgreSQL server answers at $HELPDESK_POLICY_TEST_PG_DSN ({exc})".splitlines()[0])
-            else:
-                _pg_reason.append(None)
-    return _pg_reason[0]
 
 
 @dataclass
@@ -91,18 +71,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         path = tmp_path / "ledger.db"
         yield Backend("sqlite", f"sqlite:///{path}", path=path)
         return
-    reason = _pg_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    import psycopg
-
-    schema = f"hp_ledger_test_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in PG_DSN else "?"
-    try:
-        yield Backend("postgres", f"{PG_DSN}{sep}schema={schema}", schema=schema)
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with postgres_schema("hp_ledger_test") as (url, schema):
+        yield Backend("postgres", url, schema=schema)
 
 
 @pytest.fixture

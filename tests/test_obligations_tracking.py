@@ -9,8 +9,6 @@ only when no server answers.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,29 +27,11 @@ from helpdesk_policy.ledger import (
     open_ledger,
 )
 from helpdesk_policy.models import Decision
+from ledger_backends import postgres_schema  # noqa: E402 - tests/ is on sys.path
 
-PG_DSN = os.environ.get("HELPDESK_POLICY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST = json.loads((ROOT / "examples" / "requests" / "02-phone-mfa-reset-admin.json").read_text(encoding="utf-8"))
 DECIDED = datetime(2026, 11, 23, 16, 47, 5, tzinfo=timezone.utc)
-
-_pg_reason: list[str | None] = []
-
-
-def _pg_unavailable() -> str | None:
-    if not _pg_reason:
-        try:
-            import psycopg
-        except ImportError:
-            _pg_reason.append("psycopg is not installed: pip install 'helpdesk-policy[postgres]'")
-        else:
-            try:
-                psycopg.connect(PG_DSN, connect_timeout=3).close()
-            except psycopg.Error as exc:
-                _pg_reason.append(f"no PostgreSQL server answers at $HELPDESK_POLICY_TEST_PG_DSN ({exc})".splitlines()[0])
-            else:
-                _pg_reason.append(None)
-    return _pg_reason[0]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -59,18 +39,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
-    reason = _pg_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    import psycopg
-
-    schema = f"hp_oblig_test_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in PG_DSN else "?"
-    try:
-        yield f"{PG_DSN}{sep}schema={schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with postgres_schema("hp_oblig_test") as (url, _schema):
+        yield url
 
 
 @pytest.fixture

@@ -8,19 +8,50 @@ missing extra or an unreachable database.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from ..errors import LedgerError, LedgerUnavailableError
-from ..ledger import open_ledger
+from ..ledger import LedgerStore, open_ledger
 from .errors import CliError
 
-__all__ = ["audit", "EXIT_OK", "EXIT_BROKEN", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
+__all__ = ["audit", "ledger_option", "opened_ledger", "EXIT_OK", "EXIT_BROKEN", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
 EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
+
+#: ``--ledger URL`` for every command that reads the ledger.
+ledger_option = click.option(
+    "--ledger", "url", required=True, envvar="HELPDESK_POLICY_LEDGER",
+    help="The ledger: sqlite:///path/to/ledger.db or postgresql://user@host/db[?schema=name] "
+         "(env HELPDESK_POLICY_LEDGER).")
+
+
+@contextmanager
+def _ledger_errors() -> Iterator[None]:
+    try:
+        yield
+    except LedgerUnavailableError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except LedgerError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+
+
+@contextmanager
+def opened_ledger(url: str) -> Iterator[LedgerStore]:
+    """The ledger at ``url``, closed afterwards; ledger errors, opening or
+    reading, become exit 3 (a missing extra, an unreachable database) or 2."""
+    with _ledger_errors():
+        store = open_ledger(url)
+    try:
+        with _ledger_errors():
+            yield store
+    finally:
+        store.close()
 
 
 @click.group("audit")
@@ -29,9 +60,7 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--ledger", "url", required=True, envvar="HELPDESK_POLICY_LEDGER",
-              help="The ledger: sqlite:///path/to/ledger.db or postgresql://user@host/db[?schema=name] "
-                   "(env HELPDESK_POLICY_LEDGER).")
+@ledger_option
 @click.option("--chain", default=None, help="Check only this chain (default: every chain).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_command(url: str, chain: str | None, as_json: bool) -> None:
@@ -40,20 +69,8 @@ def verify_command(url: str, chain: str | None, as_json: bool) -> None:
     Exit status: 0 intact, 1 broken, 2 cannot open the ledger, 3 a missing
     extra or an unreachable database.
     """
-    try:
-        store = open_ledger(url)
-    except LedgerUnavailableError as exc:
-        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    except LedgerError as exc:
-        raise CliError(str(exc), EXIT_INVALID) from None
-    try:
+    with opened_ledger(url) as store:
         report = store.verify(chain)
-    except LedgerUnavailableError as exc:
-        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    except LedgerError as exc:
-        raise CliError(str(exc), EXIT_INVALID) from None
-    finally:
-        store.close()
     if as_json:
         bad = report.first_bad
         click.echo(json.dumps({

@@ -12,17 +12,12 @@ from datetime import datetime, timezone
 
 import click
 
-from ..errors import LedgerError, LedgerUnavailableError
-from ..ledger import open_ledger
 from ..ledger.base import format_timestamp
 from ..ledger.obligations import ObligationTracker
+from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, ledger_option, opened_ledger
 from .errors import CliError
 
 __all__ = ["obligations", "EXIT_OK", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
-
-EXIT_OK = 0
-EXIT_INVALID = 2
-EXIT_UNAVAILABLE = 3
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -43,9 +38,7 @@ def obligations() -> None:
 
 
 @obligations.command("due")
-@click.option("--ledger", "url", required=True, envvar="HELPDESK_POLICY_LEDGER",
-              help="The ledger: sqlite:///path/to/ledger.db or postgresql://user@host/db[?schema=name] "
-                   "(env HELPDESK_POLICY_LEDGER).")
+@ledger_option
 @click.option("--within-hours", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Also list what falls due within this many hours.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
@@ -57,20 +50,8 @@ def due_command(url: str, within_hours: float, as_json: bool, now_text: str | No
     3 a missing extra or an unreachable database.
     """
     now = _parse_now(now_text)
-    try:
-        store = open_ledger(url)
-    except LedgerUnavailableError as exc:
-        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    except LedgerError as exc:
-        raise CliError(str(exc), EXIT_INVALID) from None
-    try:
+    with opened_ledger(url) as store:
         items = ObligationTracker(store).due(now, within_hours=within_hours)
-    except LedgerUnavailableError as exc:
-        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    except LedgerError as exc:
-        raise CliError(str(exc), EXIT_INVALID) from None
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps({
             "now": format_timestamp(now), "within_hours": within_hours,
