@@ -23,6 +23,7 @@ rego-cpp and OPA read differently").
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,6 @@ from pydantic_core import PydanticCustomError
 
 from .config import read_mapping_file
 from .errors import FieldError, InvalidConfigError, field_errors_from_pydantic
-from .loading import load_document
 from .models import RiskSignal, cross_field_error
 from .resources import stock_policy_dir
 
@@ -138,14 +138,16 @@ class ReasonCatalogue(BaseModel):
         return json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
 
 
-def _stock_keys() -> frozenset[str]:
-    data = load_document(stock_policy_dir() / CATALOGUE_FILE)
-    return frozenset(data["reasons"])
+@functools.cache
+def _stock_document() -> Mapping[str, Any]:
+    # Package data: read and parsed once per process, for STOCK_KEYS and every
+    # load_catalogue() (each PolicySet loads one). Never mutated: merging copies.
+    return read_mapping_file(stock_policy_dir() / CATALOGUE_FILE)
 
 
 #: Every entry the stock rules read (a catalogue missing one is refused, so a
 #: reworded copy cannot silently drop a reason).
-STOCK_KEYS: frozenset[str] = _stock_keys()
+STOCK_KEYS: frozenset[str] = frozenset(_stock_document()["reasons"])
 
 
 def load_catalogue(source: ReasonCatalogue | Mapping[str, Any] | str | Path | None = None) -> ReasonCatalogue:
@@ -157,7 +159,7 @@ def load_catalogue(source: ReasonCatalogue | Mapping[str, Any] | str | Path | No
     """
     if isinstance(source, ReasonCatalogue):
         return source
-    stock = read_mapping_file(stock_policy_dir() / CATALOGUE_FILE)
+    stock = _stock_document()
     name: str | None = None
     if source is None:
         override: Mapping[str, Any] = {}

@@ -22,6 +22,7 @@ and an optional decision-log record.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
@@ -466,7 +467,9 @@ def _log_labels(labels: Any) -> dict[str, str]:
     return dict(labels)
 
 
+@functools.cache
 def _package_version() -> str:
+    # Read once per process: the distribution's metadata is files on disk.
     try:
         return _dist_version("helpdesk-policy")
     except PackageNotFoundError:  # running from a source tree that is not installed
