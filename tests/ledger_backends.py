@@ -11,8 +11,11 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+from helpdesk_policy.ledger import LedgerStore, open_ledger
 
 PG_DSN = os.environ.get("HELPDESK_POLICY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -51,3 +54,21 @@ def postgres_schema(prefix: str) -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh ledger URL on each backend (import it into a test module to use it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    with postgres_schema(f"hp_{request.module.__name__.removeprefix('test_')[:20]}") as (pg_url, _schema):
+        yield pg_url
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[LedgerStore]:
+    """The ledger at ``url``, closed after the test."""
+    opened = open_ledger(url)
+    yield opened
+    opened.close()

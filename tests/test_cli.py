@@ -593,7 +593,8 @@ def test_schema_request_documents_every_field() -> None:
 def test_schema_decision_matches_the_spec_shape() -> None:
     doc = json.loads(run("schema", "decision").stdout)
     _check_schema(doc)
-    assert list(doc["properties"]) == DECISION_KEYS
+    # exceptions is additive: present only when a policy exception touched the decision.
+    assert list(doc["properties"]) == [*DECISION_KEYS, "exceptions"]
     # constraints is optional: a custom policy may not state them.
     assert doc["required"] == [k for k in DECISION_KEYS if k != "constraints"]
     assert doc["$defs"]["Level"]["enum"] == ["self_service", "step_up", "manager_approval", "callback", "deny"]

@@ -446,3 +446,242 @@ def test_evidence_built_without_validation_is_validated_again(policy: HelpdeskPo
     forged = good.model_copy(update={"callback": good.callback.model_copy(update={"contact": "call me maybe"})})
     with pytest.raises(ValidationError):
         verify(decision, forged)
+
+
+# ------------------------------------------------------------------ no credentials in evidence ids
+
+_KEY = "ghp_" + "1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuVwXyZ"  # assembled: not a leak to a scanner
+_AWS = "AKIA" + "IOSFODNN7EXAMPLE"
+
+
+def _base(**changes: Any) -> dict[str, Any]:
+    return {"decision_id": "d-1", "input_digest": "sha256:" + "0" * 64, "requester_id": "u-1",
+            "recorded_at": AT, **changes}
+
+
+_PROOF = {"method": "phishing_resistant", "verified_by": "hd-1", "verified_by_type": "human", "at": AT}
+_APPROVAL = {"approver_id": "u-77", "approver_type": "human", "relationship_of_record": "manager", "at": AT}
+_CALL = {"contact": "+44 20 7946 0000", "contact_source": "directory", "contact_age_days": 400,
+         "answered_by": "u-1", "answered_by_type": "human", "at": AT}
+_FALLBACK = {"fallback": "manager_of_record", "confirmed_by": "u-77", "confirmed_by_type": "human", "at": AT}
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"requester_id": _AWS}, "requester_id"),
+    ({"requester_id": "123456"}, "requester_id"),
+    ({"decision_id": _KEY}, "decision_id"),
+    ({"authentication_event": "otp:123456"}, "authentication_event"),
+    ({"authentication_event": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefgh"}, "authentication_event"),
+    ({"identity_proof": {**_PROOF, "verified_by": "7f3k-9d2m-x8q1"}}, "identity_proof.verified_by"),
+    ({"approval": {**_APPROVAL, "approver_id": _KEY}}, "approval.approver_id"),
+    ({"callback": {**_CALL, "answered_by": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"}}, "callback.answered_by"),
+    ({"callback": {**_FALLBACK, "confirmed_by": "1234 5678"}}, "callback.confirmed_by"),
+])
+def test_an_id_field_refuses_a_credential_naming_the_field_never_the_value(changes: dict[str, Any],
+                                                                          field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Evidence.model_validate(_base(**changes))
+    (error,) = info.value.errors()
+    assert ".".join(str(p) for p in error["loc"]) == field and error["type"] == "credential"
+    shown = str(info.value)
+    assert field.split(".")[-1] in shown and "credential" in shown
+    secret = next(v for v in _leaves(changes))
+    assert secret not in shown and secret.lower() not in shown
+
+
+def _leaves(changes: dict[str, Any]) -> list[str]:
+    # The one credential-shaped value in the changes.
+    from helpdesk_policy.credentials import looks_like_credential
+
+    values: list[Any] = list(changes.values())
+    found = []
+    while values:
+        v = values.pop()
+        if isinstance(v, dict):
+            values.extend(v.values())
+        elif isinstance(v, str) and looks_like_credential(v):
+            found.append(v)
+    assert len(found) == 1
+    return found
+
+
+def test_ordinary_ids_are_still_accepted() -> None:
+    ev = Evidence.model_validate(_base(requester_id="alice@example.com", authentication_event="idp:evt-0001",
+                                       identity_proof=_PROOF, approval=_APPROVAL, callback=_CALL,
+                                       decision_id="d1c98fca-6cfc-426d-b214-471adbf0c1f3"))
+    assert ev.requester_id == "alice@example.com"
+
+
+# ------------------------------------------------------------------ the callback fallback
+
+
+def _manager_request() -> Request:
+    doc = _example("02")
+    doc["target"]["manager"] = "u-77"  # the manager of record; the contact age stays unknown
+    return parse_request(doc)
+
+
+def _fallback_evidence(req: Request, decision: Decision, **fallback: Any) -> Evidence:
+    good = good_evidence(req, decision)
+    return _without(good, callback={**_FALLBACK, **fallback})
+
+
+def test_a_callback_records_a_call_or_a_fallback_never_half_of_either() -> None:
+    with pytest.raises(ValidationError, match="missing: answered_by, answered_by_type"):
+        Callback(contact="+44 20 7946 0000", contact_source="directory", contact_age_days=40, at=AT)
+    with pytest.raises(ValidationError, match="missing: confirmed_by_type"):
+        Callback(fallback="in_person", confirmed_by="hd-1", at=AT)
+    with pytest.raises(ValidationError, match="remove contact"):
+        Callback(**{**_FALLBACK, "contact": "+44 20 7946 0000"})
+    with pytest.raises(ValidationError, match="confirmed_by belong to a fallback"):
+        Callback(**{**_CALL, "confirmed_by": "u-77"})
+    with pytest.raises(ValidationError):
+        Callback(**{**_FALLBACK, "fallback": "a_friend"})
+    assert Callback(**_FALLBACK).fallback == "manager_of_record"
+
+
+@pytest.mark.parametrize(("fallback", "words"), [
+    ({}, "confirmed by the manager of record 'u-77'"),
+    ({"fallback": "in_person", "confirmed_by": "hd-desk-3"}, "identity checked in person by 'hd-desk-3'"),
+])
+def test_a_fallback_stands_in_for_the_callback_when_the_contact_is_not_usable(
+        policy: HelpdeskPolicy, fallback: dict[str, Any], words: str) -> None:
+    req = _manager_request()
+    decision = policy.decide(req)
+    assert decision.constraints.callback.contact_usable is False  # type: ignore[union-attr]
+    v = verify(decision, _fallback_evidence(req, decision, **fallback), now=NOW)
+    status, reason = _item(v, "requirement:out_of_band_callback")
+    assert status == "satisfied" and "contact of record was not usable" in reason and words in reason
+    # The record_evidence fields about the callback count as recorded by the fallback.
+    assert _item(v, "obligation:record_evidence")[0] == "satisfied"
+    assert v.closable, v.problems
+
+
+def test_a_fallback_alone_is_missing_when_the_contact_is_usable(policy: HelpdeskPolicy) -> None:
+    doc = _example("02")
+    doc["target"].update(manager="u-77", contact_age_days=400)
+    req = parse_request(doc)
+    decision = policy.decide(req)
+    assert decision.constraints.callback.contact_usable is True  # type: ignore[union-attr]
+    v = verify(decision, _fallback_evidence(req, decision), now=NOW)
+    status, reason = _item(v, "requirement:out_of_band_callback")
+    assert status == "missing" and "usable contact of record" in reason and "call that contact back" in reason
+    assert not v.closable
+    # The call itself satisfies it.
+    assert verify(decision, good_evidence(req, decision), now=NOW).closable
+
+
+def test_a_fallback_with_no_callback_constraint_is_missing(policy: HelpdeskPolicy) -> None:
+    req = _manager_request()
+    decision = policy.decide(req)
+    bare = decision.model_copy(update={"constraints": decision.constraints.model_copy(  # type: ignore[union-attr]
+        update={"callback": None})})
+    status, reason = _item(verify(bare, _fallback_evidence(req, decision), now=NOW), "requirement:out_of_band_callback")
+    assert status == "missing" and "does not say the contact of record was unusable" in reason
+
+
+@pytest.mark.parametrize(("fallback", "words"), [
+    ({"confirmed_by_type": "ai_agent"}, "given by an AI agent"),
+    ({"confirmed_by": "U-20417"}, "requester confirmed their own request"),  # the requester, spelt otherwise
+    ({"fallback": "in_person", "confirmed_by": "u-20417"}, "requester confirmed their own request"),
+    ({"confirmed_by": "u-30000"}, "is not the manager of record ['u-77']"),
+])
+def test_a_bad_fallback_is_violated(policy: HelpdeskPolicy, fallback: dict[str, Any], words: str) -> None:
+    req = _manager_request()
+    decision = policy.decide(req)
+    v = verify(decision, _fallback_evidence(req, decision, **fallback), now=NOW)
+    status, reason = _item(v, "requirement:out_of_band_callback")
+    assert status == "violated" and words in reason, reason
+    assert not v.closable
+
+
+def test_the_account_holder_is_not_their_own_manager_of_record(policy: HelpdeskPolicy) -> None:
+    req = _manager_request()
+    decision = policy.decide(req)
+    constraints = decision.constraints
+    assert constraints is not None and constraints.callback is not None
+    # Someone else's account: the holder u-555 confirming as "manager of record".
+    other = decision.model_copy(update={"constraints": constraints.model_copy(update={
+        "callback": constraints.callback.model_copy(update={"ids": ["u-555"]})})})
+    v = verify(other, _fallback_evidence(req, decision, confirmed_by="u-555"), now=NOW)
+    status, reason = _item(v, "requirement:out_of_band_callback")
+    assert status == "violated" and "is the account holder" in reason
+
+
+def test_a_fallback_with_no_manager_named_asks_to_confirm_them(policy: HelpdeskPolicy) -> None:
+    req, decision = _decide(policy, "02")  # no target.manager: the decision names no approver
+    v = verify(decision, _fallback_evidence(req, decision, confirmed_by="u-88"), now=NOW)
+    status, reason = _item(v, "requirement:out_of_band_callback")
+    assert status == "satisfied" and "named no manager: confirm them in the directory" in reason
+
+
+# ------------------------------------------------------------------ not the recovered factor
+
+
+def test_a_callback_to_the_factor_being_recovered_is_violated(policy: HelpdeskPolicy) -> None:
+    req, decision = _decide(policy, "02")
+    assert decision.constraints.callback.not_the_recovered_factor  # type: ignore[union-attr]
+    good = good_evidence(req, decision)  # calls +44 20 7946 0000
+    same = _without(good, recovered_factor_contact="+44 (20) 7946-0000")  # the same number, spelt otherwise
+    status, reason = _item(verify(decision, same, now=NOW), "requirement:out_of_band_callback")
+    assert status == "violated" and "callback went to the factor being recovered" in reason
+    assert "use the fallback (manager_of_record_or_in_person)" in reason
+    other = _without(good, recovered_factor_contact="+44 20 7946 0111")
+    status, reason = _item(verify(decision, other, now=NOW), "requirement:out_of_band_callback")
+    assert status == "satisfied" and "confirm it was not the one called" not in reason
+
+
+def test_an_unstated_recovered_factor_is_noted_not_missing(policy: HelpdeskPolicy) -> None:
+    req, decision = _decide(policy, "02")
+    status, reason = _item(verify(decision, good_evidence(req, decision), now=NOW), "requirement:out_of_band_callback")
+    assert status == "satisfied" and "confirm it was not the one called" in reason
+
+
+def test_the_recovered_factor_does_not_matter_when_the_constraint_does_not_say_so(policy: HelpdeskPolicy) -> None:
+    req, decision = _decide(policy, "02")
+    constraints = decision.constraints
+    plain = decision.model_copy(update={"constraints": constraints.model_copy(update={  # type: ignore[union-attr]
+        "callback": constraints.callback.model_copy(update={"not_the_recovered_factor": False})})})  # type: ignore[union-attr]
+    same = _without(good_evidence(req, decision), recovered_factor_contact="+44 20 7946 0000")
+    status, reason = _item(verify(plain, same, now=NOW), "requirement:out_of_band_callback")
+    assert status == "satisfied" and "recovered" not in reason
+
+
+def test_the_recovered_factor_must_be_a_contact() -> None:
+    with pytest.raises(ValidationError, match="phone number in international form"):
+        Evidence.model_validate(_base(recovered_factor_contact="my old phone"))
+
+
+# ------------------------------------------------------------------ the window from the config
+
+
+def test_verify_takes_its_window_from_the_config() -> None:
+    from helpdesk_policy.config import load_config
+    from helpdesk_policy.evidence import DEFAULT_WINDOW_HOURS
+
+    assert load_config().evidence_window_hours == DEFAULT_WINDOW_HOURS == 72
+    req = parse_request(_example("02"))
+    late = NOW + timedelta(hours=30)  # AT is 31 h before
+    with HelpdeskPolicy(engine="native") as stock, \
+            HelpdeskPolicy(engine="native", config={"evidence_window_hours": 24}) as tight:
+        for p, expected in ((stock, "satisfied"), (tight, "violated")):
+            decision = p.decide(req)
+            v = p.verify(decision, good_evidence(req, decision), now=late)
+            assert _item(v, "window")[0] == expected
+        decision = tight.decide(req)
+        status, reason = _item(tight.verify(decision, good_evidence(req, decision), now=late), "window")
+        assert "more than 24 h old" in reason
+        # An explicit window_hours still wins.
+        assert _item(tight.verify(decision, good_evidence(req, decision), now=late, window_hours=48),
+                     "window")[0] == "satisfied"
+
+
+@pytest.mark.parametrize("value", [0, 721, -1, "72", 1.5, True])
+def test_the_evidence_window_is_checked(value: Any) -> None:
+    from helpdesk_policy import InvalidConfigError
+    from helpdesk_policy.config import load_config
+
+    with pytest.raises(InvalidConfigError) as info:
+        load_config({"evidence_window_hours": value})
+    assert [e.path for e in info.value.errors] == ["evidence_window_hours"]
+    assert load_config({"evidence_window_hours": 720}).evidence_window_hours == 720

@@ -40,6 +40,8 @@ ROOMS: dict[str, str] = {
     "policyset": "core",
     "expectations": "core",
     "evidence": "core",
+    "credentials": "core",
+    "policy_exceptions": "core",
     "engines": "engines",
     "chain": "chain",
     "facade": "facade",

@@ -418,3 +418,130 @@ def test_the_readme_ledger_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     command, output = console.split("\n", 1)
     result = CliRunner().invoke(main, command.removeprefix("$ helpdesk-policy ").split())
     assert result.exit_code == 0 and result.output == output
+
+
+# -------------------------------------------------------------- the sink: per ticket, retries
+
+
+def test_by_ticket_puts_each_decision_in_its_ticket_chain(store: LedgerStore) -> None:
+    assert LedgerSink.BY_TICKET == "by_ticket"
+    sink = LedgerSink(store, chain=LedgerSink.BY_TICKET)
+    policy = HelpdeskPolicy(engine="native", log_sink=sink)
+    try:
+        first = policy.decide(REQUEST).decision_id
+        other = policy.decide({**REQUEST, "request": {**REQUEST["request"], "id": "RITM0000042"}}).decision_id
+        again = policy.decide(REQUEST).decision_id
+        # Records with no ticket id (a hand-made record, or one whose id a mask erased).
+        sink({"decision_id": "no-ticket", "labels": {"app": "x"}, "input": {"request": {}}})
+        sink({"decision_id": "masked", "labels": {"ticket": "[masked:credential]"},
+              "input": {"request": {"id": "[masked:credential]"}}})
+        sink({"decision_id": "from-input", "input": {"request": {"id": "INC-9"}}})
+        assert sink.flush(10)
+    finally:
+        sink.close()
+        policy.close()
+    assert [e.payload["decision_id"] for e in store.events("ticket:INC0041388")] == [first, again]
+    assert [e.payload["decision_id"] for e in store.events("ticket:RITM0000042")] == [other]
+    assert [e.payload["decision_id"] for e in store.events("ticket:INC-9")] == ["from-input"]
+    assert [e.payload["decision_id"] for e in store.events("decisions")] == ["no-ticket", "masked"]
+    assert (sink.stored, sink.failures) == (6, 0)
+    assert store.verify().ok
+
+
+def test_by_ticket_with_a_masked_ticket_goes_to_the_default_chain(store: LedgerStore) -> None:
+    sink = LedgerSink(store, chain="by_ticket")
+    with HelpdeskPolicy(engine="native", log_sink=sink, log_identifiers="keep") as policy:
+        policy.decide({**REQUEST, "request": {**REQUEST["request"], "id": "AKIAIOSFODNN7EXAMPLE"}})  # a key as ticket id
+    assert sink.close(10)
+    assert store.chains() == ["decisions"]
+    (event,) = store.events("decisions")
+    assert event.payload["labels"]["ticket"] == "[masked:credential]"
+
+
+class _FlakyStore:
+    """Fails the first ``failures`` appends, then stores in memory."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.appended: list[Event] = []
+
+    def append(self, event: Event) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise LedgerUnavailableError("the ledger blinked")
+        self.appended.append(event)
+
+
+def test_a_failing_append_is_retried_before_it_counts_as_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    store = _FlakyStore(failures=2)
+    sink = LedgerSink(store, retry_backoff_s=0.01)  # type: ignore[arg-type]
+    try:
+        sink({"decision_id": "d-1"})
+        assert sink.flush(5)
+        assert (store.calls, len(store.appended), sink.stored, sink.failures, sink.retried) == (3, 1, 1, 0, 2)
+        assert sum("retry" in r.getMessage() for r in caplog.records) == 2
+    finally:
+        sink.close()
+
+
+def test_retries_exhausted_count_one_failure_within_the_bound() -> None:
+    store = _FailingStore()
+    sink = LedgerSink(store, retries=3, retry_backoff_s=0.01)  # type: ignore[arg-type]
+    try:
+        began = time.monotonic()
+        sink({"decision_id": "d-1"})
+        assert sink.flush(5)
+        # 1 + 3 attempts, waiting 0.01 + 0.02 + 0.04 s between them.
+        assert (store.calls, sink.failures, sink.stored, sink.retried) == (4, 1, 0, 3)
+        assert 0.07 <= time.monotonic() - began < 1.5
+    finally:
+        sink.close()
+    # Without retries: one attempt.
+    once = _FailingStore()
+    sink = LedgerSink(once, retries=0)  # type: ignore[arg-type]
+    sink({"decision_id": "d-2"})
+    assert sink.flush(5) and (once.calls, sink.failures) == (1, 1)
+    sink.close()
+
+
+def test_the_total_backoff_is_bounded_and_close_cuts_it_short() -> None:
+    from helpdesk_policy.ledger.sink import MAX_RETRY_WAIT_S
+
+    store = _FailingStore()
+    sink = LedgerSink(store, retries=10, retry_backoff_s=MAX_RETRY_WAIT_S)  # type: ignore[arg-type]
+    sink({"decision_id": "d-1"})
+    time.sleep(0.1)  # the first attempt failed; the sink is waiting to retry
+    began = time.monotonic()
+    assert sink.close(0.2) is False  # still pending at the timeout: counted as dropped
+    assert time.monotonic() - began < 1.0
+    sink._thread.join(2)  # the backoff was cut short: the thread ends
+    assert not sink._thread.is_alive()
+    assert (store.calls, sink.failures, sink.dropped) == (1, 1, 0)
+
+
+def test_a_decision_is_never_held_by_retries() -> None:
+    sink = LedgerSink(_FailingStore(), retries=10, retry_backoff_s=0.5)  # type: ignore[arg-type]
+    policy = HelpdeskPolicy(engine="native", log_sink=sink)
+    try:
+        policy.decide(REQUEST)
+        began = time.perf_counter()
+        policy.decide(REQUEST)
+        assert time.perf_counter() - began < 0.05 + 0.2
+    finally:
+        sink.close(0.1)
+        policy.close()
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"retries": -1}, "retries"),
+    ({"retries": 11}, "retries"),
+    ({"retries": True}, "retries"),
+    ({"retry_backoff_s": -0.1}, "retry_backoff_s"),
+    ({"retry_backoff_s": 60}, "retry_backoff_s"),
+    ({"chain": ""}, "chain"),
+    ({"track_obligations": object()}, "track_obligations"),
+])
+def test_ledger_sink_options_are_checked(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        LedgerSink(_FailingStore(), **kwargs)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from helpdesk_policy import HelpdeskPolicy, InvalidConfigError, __version__
 from helpdesk_policy.cli.ci import diff_command
-from helpdesk_policy.ledger import HttpBatchSink, JsonlSink
+from helpdesk_policy.ledger import HttpBatchSink, JsonlSink, LoggingSink
 from helpdesk_policy.resources import stock_policy_dir
 
 REQUEST = {
@@ -334,3 +334,75 @@ def test_http_sink_options_are_checked(kwargs: dict[str, Any], needle: str) -> N
     args = {"url": "http://127.0.0.1:9/logs", **kwargs}
     with pytest.raises(ValueError, match=needle):
         HttpBatchSink(args.pop("url"), **args)
+
+
+# ------------------------------------------------------------ LoggingSink
+
+
+def test_logging_sink_logs_one_compact_json_message_per_record(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="helpdesk_policy.decisions")
+    sink = LoggingSink()
+    with HelpdeskPolicy(engine="native", log_sink=sink) as policy:
+        decision = policy.decide(request("INC-5"))
+        policy.decide(request("INC-6"))
+    logged = [r for r in caplog.records if r.name == "helpdesk_policy.decisions"]
+    assert len(logged) == 2 and sink.written == 2 and sink.failures == 0
+    first = logged[0]
+    assert first.levelno == logging.INFO
+    assert json.loads(first.getMessage()) == first.decision_log  # type: ignore[attr-defined]
+    assert first.decision_log["decision_id"] == decision.decision_id  # type: ignore[attr-defined]
+    assert first.decision_log["labels"]["ticket"] == "INC-5"  # type: ignore[attr-defined]
+    assert first.getMessage() == json.dumps(first.decision_log, ensure_ascii=False,  # type: ignore[attr-defined]
+                                            separators=(",", ":"))  # compact
+    assert "hunter2" not in first.getMessage()
+
+
+def test_logging_sink_takes_a_logger_and_a_level_and_configures_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("tests.audit")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    sink = LoggingSink(logger, level=logging.WARNING)
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
+    caplog.set_level(logging.WARNING, logger="tests.audit")
+    sink({"decision_id": "d-1", "note": "100% sure"})  # a '%' is not formatted
+    (rec,) = [r for r in caplog.records if r.name == "tests.audit"]
+    assert (rec.levelno, rec.getMessage()) == (logging.WARNING, '{"decision_id":"d-1","note":"100% sure"}')
+
+
+def test_a_logger_not_enabled_costs_nothing_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="helpdesk_policy.decisions")
+    sink = LoggingSink(level=logging.DEBUG)
+    sink({"decision_id": "d-1"})
+    assert not [r for r in caplog.records if r.name == "helpdesk_policy.decisions"]
+    assert (sink.written, sink.failures) == (0, 0)
+
+
+def test_a_failing_logging_sink_never_raises_into_the_decision(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("tests.broken")
+
+    def explode(record: logging.LogRecord) -> bool:
+        raise RuntimeError("a filter that raises")
+
+    logger.addFilter(explode)
+    try:
+        caplog.set_level(logging.INFO, logger="tests.broken")
+        sink = LoggingSink(logger)
+        with HelpdeskPolicy(engine="native", log_sink=sink) as policy:
+            assert policy.decide(REQUEST).level is not None
+        assert (sink.failures, sink.written) == (1, 0)
+        assert any("not logged to 'tests.broken'" in r.getMessage() for r in caplog.records)
+    finally:
+        logger.removeFilter(explode)
+    sink({"decision_id": "d-2", "at": object()})  # not JSON by itself: shown as str, not refused
+    assert (sink.failures, sink.written) == (1, 1)
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"logger": ""}, "logger"),
+    ({"logger": 3}, "logger"),
+    ({"level": 0}, "level"),
+    ({"level": True}, "level"),
+    ({"level": "INFO"}, "level"),
+])
+def test_logging_sink_options_are_checked(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        LoggingSink(**kwargs)

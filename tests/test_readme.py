@@ -142,3 +142,56 @@ def test_the_opa_options_shown_are_real() -> None:
     assert options, "the section shows the engine options"
     shown = set(re.findall(r'"(\w+)":', options.group(1)))
     assert shown and shown <= set(inspect.signature(OpaEngine).parameters), shown
+
+
+def _lifecycle_block() -> list[str]:
+    section = _section("A ticket's life, end to end")
+    block = re.search(r"```console\n\$ python examples/lifecycle.py\n(.*?)\n\$ ", section, re.S)
+    assert block, "the section shows the example's run"
+    return block.group(1).splitlines()
+
+
+def _run_lifecycle(*args: str) -> str:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "lifecycle.py"), *args],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _assert_shown(shown: list[str], printed: str) -> None:
+    """Every line the README shows is printed, in order; ``…`` stands for what varies or is left out."""
+    lines = printed.splitlines()
+    at = 0
+    for want in shown:
+        if want == "…":
+            continue
+        pattern = re.compile(".*".join(re.escape(part) for part in want.split("…")) + r"\Z")
+        while at < len(lines) and not pattern.match(lines[at]):
+            at += 1
+        assert at < len(lines), f"the README shows a line the example does not print (in order): {want!r}"
+        at += 1
+
+
+def test_the_lifecycle_example_runs_as_the_readme_shows(tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    printed = _run_lifecycle("--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--html", str(html))
+    _assert_shown([line for line in _lifecycle_block() if not line.startswith("HTML report:")], printed)
+    assert f"HTML report: {html}" in printed
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and 'id="chart-levels-by-action"' in page
+
+
+def test_the_lifecycle_example_runs_on_postgresql_with_one_flag() -> None:
+    from ledger_backends import postgres_schema  # noqa: E402 - tests/ is on sys.path
+
+    with postgres_schema("lifecycle") as (url, _schema):
+        printed = _run_lifecycle("--ledger", url)
+    _assert_shown([line for line in _lifecycle_block() if not line.startswith("HTML report:")], printed)
+
+
+def test_the_readme_shown_lines_check_can_fail() -> None:
+    with pytest.raises(AssertionError, match="does not print"):
+        _assert_shown(["INC-5101 callback: …", "INC-5101 closed: closable=False"], "INC-5101 callback: x\nINC-5101 closed: closable=True\n")

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .digest import mask_credentials
 from .engines.base import Engine, checked_verdict
 from .engines.native import EVIDENCE_FIELDS, NativeEngine
 from .errors import EngineError, EngineTimeoutError
@@ -182,7 +183,8 @@ class EngineChain:
     def _failed(engine: Engine, exc: BaseException) -> str:
         if not isinstance(exc, EngineError):
             exc = EngineError(f"unexpected {type(exc).__name__}: {exc}", engine=engine.name)
-        log.warning("engine %r failed, trying the next one: %s", engine.name, exc)
+        # An engine's message may quote a URL with its password: masked, as in the decision log.
+        log.warning("engine %r failed, trying the next one: %s", engine.name, mask_credentials(str(exc)))
         return str(exc) if str(exc).startswith(engine.name) else f"{engine.name}: {exc}"
 
     def _fail_closed(self, errors: list[str]) -> ChainAnswer:
@@ -191,7 +193,8 @@ class EngineChain:
     def _strict_verdict(self, errors: list[str]) -> Verdict:
         """The fail-closed answer when no engine could decide (guarantee 1)."""
         level = self.strict_level
-        log.error("no engine could decide; failing closed at %s: %s", level.value, "; ".join(errors))
+        log.error("no engine could decide; failing closed at %s: %s", level.value,
+                  "; ".join(mask_credentials(e) for e in errors))
         failed = f"No policy engine could decide this request ({len(errors)} failed)"
         refs = ["NIST-CSF-2.0:PR.AA-05", "NIST-SP-800-63B-4"]
         if level is Level.DENY:

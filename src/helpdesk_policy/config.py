@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from .errors import DocumentError, FieldError, InvalidConfigError, field_errors_from_pydantic
+from .evidence import DEFAULT_WINDOW_HOURS
 from .levels import Level
 from .loading import load_document
 from .models import (
@@ -94,8 +95,8 @@ EnvironmentName = Annotated[DataString, AfterValidator(_canonical_data_string)]
 class PolicyConfig(BaseModel):
     """Organisation-tunable parameters of the stock policy.
 
-    Each key is documented in ``policies/config.yaml``. One is not read by the
-    policy but by the facade:
+    Each key is documented in ``policies/config.yaml``. Three are not read by
+    the policy but by the facade:
 
     ``strict_level``
         The answer when no engine can decide (every engine in the chain
@@ -106,6 +107,20 @@ class PolicyConfig(BaseModel):
         running, but it **may be looser than the policy**, which might have
         denied the request: such decisions also carry the reason
         ``strict_level_may_be_looser``. Either way they say ``degraded: true``.
+
+    ``exception_max_hours``
+        The longest a policy exception may last, from its start to its expiry
+        (default 72, at most 720). Checked when one is granted and again on
+        every decision it touches, so shortening the cap stops longer
+        exceptions already granted (``why_not: exceeds_policy_max``): see
+        :mod:`helpdesk_policy.policy_exceptions`.
+
+    ``evidence_window_hours``
+        How old the evidence of a ticket may be when
+        :meth:`HelpdeskPolicy.verify <helpdesk_policy.HelpdeskPolicy.verify>`
+        checks it (default :data:`~helpdesk_policy.evidence.DEFAULT_WINDOW_HOURS`,
+        72; 1 to 720): every timestamp the evidence records must lie within
+        this many hours before the check.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -146,6 +161,8 @@ class PolicyConfig(BaseModel):
     callback_contact_min_age_days: Annotated[int, Field(ge=0, le=3650, strict=True)]
     nhi_governance_contact: DataString
     strict_level: Level = Level.DENY
+    exception_max_hours: Annotated[int, Field(ge=1, le=24 * 30, strict=True)] = 72
+    evidence_window_hours: Annotated[int, Field(ge=1, le=24 * 30, strict=True)] = DEFAULT_WINDOW_HOURS
 
     @model_validator(mode="after")
     def _invariants(self) -> PolicyConfig:

@@ -14,17 +14,23 @@ True
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
-from collections.abc import Collection
+import json
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from .credentials import CREDENTIAL_MASK, looks_like_credential
 from .errors import FieldError, InvalidConfigError
 from .models import Decision, Request
 
 __all__ = [
     "input_digest", "redact", "redact_decision", "pseudonym", "REDACTED", "LogIdentifiers", "LOG_IDENTIFIER_MODES",
-    "IDENTIFIER_FIELDS", "DECISION_IDENTIFIER_FIELDS",
+    "IDENTIFIER_FIELDS", "DECISION_IDENTIFIER_FIELDS", "LogMaskRule", "parse_log_mask", "apply_log_mask",
+    "mask_credentials",
 ]
 
 REDACTED = "[redacted]"
@@ -174,3 +180,250 @@ def redact_decision(
 def _note(paths: list[str] | None, section: str, name: str) -> None:
     if paths is not None:
         paths.append(f"/{section}/{name}")
+
+
+# ------------------------------------------------------------------ log masks
+
+
+@dataclass(frozen=True)
+class LogMaskRule:
+    """One mask rule of a decision-log record, as OPA's ``system.log.mask`` states them.
+
+    Attributes:
+        op: ``"remove"`` erases the value (its pointer goes to ``erased``);
+            ``"upsert"`` sets it, creating missing objects on the way (its
+            pointer goes to ``masked``).
+        path: the JSON pointer (RFC 6901), under ``/input`` or ``/result``.
+        parts: the pointer's unescaped reference tokens, ``("input", ...)``.
+        value: what ``upsert`` sets (copied into each record).
+    """
+
+    op: Literal["remove", "upsert"]
+    path: str
+    parts: tuple[str, ...]
+    value: Any = None
+
+
+_MASK_ROOTS = ("input", "result")
+
+
+def parse_log_mask(rules: Sequence[str | Mapping[str, Any]] | None) -> tuple[LogMaskRule, ...]:
+    """Check ``log_mask`` rules and return them parsed.
+
+    A rule is a JSON pointer string under ``/input`` or ``/result`` (erase the
+    value), ``{"op": "remove", "path": ...}`` (the same) or ``{"op":
+    "upsert", "path": ..., "value": ...}`` (set the value, a JSON value).
+
+    >>> [r.op for r in parse_log_mask(["/input/target/manager",
+    ...                                {"op": "upsert", "path": "/input/request/id", "value": "x"}])]
+    ['remove', 'upsert']
+
+    Raises:
+        InvalidConfigError: naming each bad rule (``log_mask[2]: ...``).
+    """
+    if rules is None:
+        return ()
+    if isinstance(rules, str | bytes | Mapping) or not isinstance(rules, Sequence):
+        raise InvalidConfigError([FieldError("log_mask", "must be a list of JSON pointers or mask rule objects")])
+    parsed: list[LogMaskRule] = []
+    problems: list[FieldError] = []
+    for i, rule in enumerate(rules):
+        name = f"log_mask[{i}]"
+        try:
+            parsed.append(_parse_mask_rule(rule))
+        except ValueError as exc:
+            problems.append(FieldError(name, str(exc)))
+    if problems:
+        raise InvalidConfigError(problems)
+    return tuple(parsed)
+
+
+def _parse_mask_rule(rule: Any) -> LogMaskRule:
+    if isinstance(rule, str):
+        return LogMaskRule("remove", rule, _pointer_parts(rule))
+    if not isinstance(rule, Mapping):
+        raise ValueError("must be a JSON pointer string or an object {op, path[, value]}")
+    unknown = sorted(str(k) for k in rule if k not in ("op", "path", "value"))
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}: a rule has op, path and (for upsert) value")
+    op = rule.get("op", "remove")
+    if op not in ("remove", "upsert"):
+        raise ValueError(f"op must be 'remove' or 'upsert', not {op!r}")
+    path = rule.get("path")
+    if not isinstance(path, str):
+        raise ValueError("path must be a JSON pointer string such as /input/target/manager")
+    parts = _pointer_parts(path)
+    if op == "remove":
+        if "value" in rule:
+            raise ValueError("a remove rule takes no value")
+        return LogMaskRule("remove", path, parts)
+    if "value" not in rule:
+        raise ValueError("an upsert rule needs a value")
+    try:
+        json.dumps(rule["value"], allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError("value must be JSON (str, number, bool, null, list, object)") from None
+    return LogMaskRule("upsert", path, parts, copy.deepcopy(rule["value"]))
+
+
+def _pointer_parts(path: str) -> tuple[str, ...]:
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} is not a JSON pointer: it must start with /input or /result")
+    parts = []
+    for raw in path[1:].split("/"):
+        rest = raw.replace("~0", "").replace("~1", "")
+        if "~" in rest:
+            raise ValueError(f"{path!r}: '~' must be written ~0 and '/' inside a name ~1")
+        parts.append(raw.replace("~1", "/").replace("~0", "~"))
+    if parts[0] not in _MASK_ROOTS:
+        raise ValueError(f"{path!r} is not under /input or /result: only those are masked")
+    return tuple(parts)
+
+
+def _pointer(parts: Sequence[str]) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _index(container: list[Any], token: str) -> int | None:
+    if not token.isdigit() or (len(token) > 1 and token[0] == "0"):
+        return None
+    i = int(token)
+    return i if i < len(container) else None
+
+
+def apply_log_mask(record: dict[str, Any], rules: Sequence[LogMaskRule]) -> None:
+    """Apply mask rules to a decision-log record in place, in order, as OPA does.
+
+    ``remove`` of a value that is not there does nothing (and is not listed);
+    ``upsert`` creates missing objects on its way but never extends a list,
+    and does nothing where the path crosses a value that is not an object or
+    list. Applied pointers are appended to ``record["erased"]`` and
+    ``record["masked"]``.
+    """
+    for rule in rules:
+        root, rest = rule.parts[0], rule.parts[1:]
+        if rule.op == "remove":
+            if not rest:
+                if root in record:
+                    del record[root]
+                    record["erased"].append(rule.path)
+            elif root in record and _remove(record[root], rest):
+                record["erased"].append(rule.path)
+        else:
+            value = copy.deepcopy(rule.value)
+            if not rest:
+                record[root] = value
+                record["masked"].append(rule.path)
+            elif root in record and _upsert(record[root], rest, value):
+                record["masked"].append(rule.path)
+
+
+def _remove(node: Any, parts: Sequence[str]) -> bool:
+    for token in parts[:-1]:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and (i := _index(node, token)) is not None:
+            node = node[i]
+        else:
+            return False
+    last = parts[-1]
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and (i := _index(node, last)) is not None:
+        del node[i]
+        return True
+    return False
+
+
+def _upsert(node: Any, parts: Sequence[str], value: Any) -> bool:
+    for token in parts[:-1]:
+        if isinstance(node, dict):
+            node = node.setdefault(token, {})  # a value that is no object or list stops it below
+        elif isinstance(node, list) and (i := _index(node, token)) is not None:
+            node = node[i]
+        else:
+            return False
+    last = parts[-1]
+    if isinstance(node, dict):
+        node[last] = value
+        return True
+    if isinstance(node, list) and (i := _index(node, last)) is not None:
+        node[i] = value
+        return True
+    return False
+
+
+# Strings already found not to be credential-shaped: the reasons' sentences,
+# refs and codes repeat in every record. Only those are kept (never a value
+# that was masked); the memo is bounded and starts over when full, so the
+# ids and digests unique to one record cost one scan each.
+_CLEAN: dict[str, None] = {}
+_CLEAN_MAX = 8192
+_CLEAN_MAX_LEN = 2048
+
+
+#: The words of a sentence, as a credential could stand among them (quoted, listed).
+_WORDS = re.compile(r"[^\s'\"\[\](),;]+")
+#: A quoted word: how a reason quotes an id ("the approver 'u-7'").
+_QUOTED = re.compile(r"'([^'\s]+)'|\"([^\"\s]+)\"")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _sentence_holds_credential(text: str) -> bool:
+    # A bare number in a sentence is a count or an hour ("3 failed attempts"), not a
+    # code; a quoted one is a value someone gave (an id), read like any other.
+    if any(looks_like_credential(a or b) for a, b in _QUOTED.findall(text)):
+        return True
+    return any(not _DIGITS.fullmatch(w) and looks_like_credential(w) for w in _WORDS.findall(text))
+
+
+def _is_credential(text: str) -> bool:
+    if text in _CLEAN:
+        return False
+    if looks_like_credential(text):
+        return True
+    # A sentence quoting an id (a reason naming the approvers of record) is masked
+    # whole when one of its words is credential-shaped: a code is a code anywhere.
+    if " " in text and _sentence_holds_credential(text):
+        return True
+    if len(text) <= _CLEAN_MAX_LEN:
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN[text] = None
+    return False
+
+
+def mask_credentials(value: Any, pointer: str = "", masked: list[str] | None = None) -> Any:
+    """``value`` with every credential-shaped string replaced by :data:`~helpdesk_policy.credentials.CREDENTIAL_MASK`.
+
+    Dicts and lists are walked (and changed in place); each replaced string's
+    JSON pointer, ``pointer`` + its path, is appended to ``masked``.
+
+    >>> found = []
+    >>> mask_credentials({"id": "INC-7", "note": ["password=hunter2"]}, "/input", found)
+    {'id': 'INC-7', 'note': ['[masked:credential]']}
+    >>> found
+    ['/input/note/0']
+    """
+    if isinstance(value, str):
+        if _is_credential(value):
+            if masked is not None:
+                masked.append(pointer)
+            return CREDENTIAL_MASK
+        return value
+    _mask_in(value, (), pointer, masked)
+    return value
+
+
+def _mask_in(node: Any, path: tuple[str, ...], pointer: str, masked: list[str] | None) -> None:
+    # The pointer is built only for a value masked (most records mask nothing).
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, item in items:
+        if isinstance(item, str):
+            if _is_credential(item):
+                node[key] = CREDENTIAL_MASK
+                if masked is not None:
+                    masked.append(pointer + _pointer((*path, str(key))))
+        elif isinstance(item, dict | list):
+            _mask_in(item, (*path, str(key)), pointer, masked)

@@ -9,8 +9,17 @@ it; :func:`verify` reads both and lists every requirement and obligation as
 act on. ``verify(...).closable`` answers "may this ticket be closed?".
 
 Evidence never holds secrets: it has no free-text field, identifiers are
-identifier-shaped, a contact must look like a phone number or an e-mail
+identifier-shaped and never credential-shaped (an identifier field refuses an
+API key, a token, a one-time or recovery code, naming the field and never
+echoing the value), a contact must look like a phone number or an e-mail
 address, and an authentication event is an event id, never the code used.
+
+When the contact of record cannot be used for the callback (too new, or of
+unknown age), the decision's callback constraint names the fallback: the
+manager of record confirms the request, or the requester's identity is
+checked in person. :class:`Callback` records either the call or that
+fallback (``fallback``, ``confirmed_by``); ``verify`` accepts the fallback
+only when the contact was not usable.
 
 >>> from datetime import datetime, timezone
 >>> from helpdesk_policy import HelpdeskPolicy
@@ -37,9 +46,10 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from .credentials import not_a_credential
 from .levels import Level
 from .models import Channel, Decision, Identifier, canonical_identifier
 
@@ -55,6 +65,7 @@ __all__ = [
     "ACCEPTABLE_PROOF_METHODS",
     "EVIDENCE_FIELDS",
     "DEFAULT_WINDOW_HOURS",
+    "EvidenceId",
 ]
 
 #: How long after the evidence was gathered a ticket may still be verified.
@@ -105,9 +116,16 @@ def _contact(value: str) -> str:
 #: address, stored as given. Not a secret: it is the contact of record called.
 Contact = Annotated[str, AfterValidator(_contact)]
 
+
+#: An identifier in evidence: a canonical :data:`~helpdesk_policy.models.Identifier`
+#: that is not credential-shaped.
+EvidenceId = Annotated[Identifier, BeforeValidator(not_a_credential)]
+
 #: An authentication event's id in the identity provider's sign-in log (never
 #: the code or password used).
-EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+EventId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"), BeforeValidator(not_a_credential)
+]
 
 ReasonCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
@@ -118,7 +136,8 @@ def _contact_key(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # hide_input_in_errors: a refused value (a pasted code) is never echoed in an error message.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, hide_input_in_errors=True)
 
 
 class IdentityProof(_Strict):
@@ -133,7 +152,7 @@ class IdentityProof(_Strict):
     """
 
     method: ProofMethod
-    verified_by: Identifier
+    verified_by: EvidenceId
     verified_by_type: PartyType
     at: AwareDatetime
 
@@ -149,14 +168,28 @@ class Approval(_Strict):
         at: When (timezone-aware).
     """
 
-    approver_id: Identifier
+    approver_id: EvidenceId
     approver_type: PartyType
     relationship_of_record: Literal["manager", "owner", "application_admin", "other"]
     at: AwareDatetime
 
 
+#: The fields of a :class:`Callback` that record a call, and those that record the fallback.
+_CALL_FIELDS = ("contact", "contact_source", "contact_age_days", "answered_by", "answered_by_type")
+_FALLBACK_FIELDS = ("confirmed_by", "confirmed_by_type")
+
+
 class Callback(_Strict):
-    """The out-of-band callback.
+    """The out-of-band callback, or the fallback taken instead of it.
+
+    A call records ``contact``, ``contact_source``, ``contact_age_days``,
+    ``answered_by`` and ``answered_by_type``. When the contact of record
+    could not be used (the decision's ``constraints.callback.contact_usable``
+    is false), the fallback the constraint names is recorded instead:
+    ``fallback`` (``manager_of_record``: the target's manager of record
+    confirmed the request; ``in_person``: the requester's identity was
+    checked in person), ``confirmed_by`` and ``confirmed_by_type``, and none
+    of the call's fields.
 
     Attributes:
         contact: The number or address called, as given (not a secret).
@@ -166,15 +199,48 @@ class Callback(_Strict):
         contact_age_days: How long that contact had been of record.
         answered_by: Who answered (canonical identifier).
         answered_by_type: ``human`` or ``ai_agent``.
+        fallback: The fallback taken instead of a call, if one was.
+        confirmed_by: Who confirmed, for a fallback: the manager of record,
+            or the person who checked identity in person (never the
+            requester, never an AI agent).
+        confirmed_by_type: ``human`` or ``ai_agent``.
         at: When (timezone-aware).
     """
 
-    contact: Contact
-    contact_source: Literal["directory", "inventory", "hr_record", "request"]
-    contact_age_days: Annotated[int, Field(ge=0, strict=True)]
-    answered_by: Identifier
-    answered_by_type: PartyType
+    contact: Contact | None = None
+    contact_source: Literal["directory", "inventory", "hr_record", "request"] | None = None
+    contact_age_days: Annotated[int, Field(ge=0, strict=True)] | None = None
+    answered_by: EvidenceId | None = None
+    answered_by_type: PartyType | None = None
+    fallback: Literal["manager_of_record", "in_person"] | None = None
+    confirmed_by: EvidenceId | None = None
+    confirmed_by_type: PartyType | None = None
     at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _a_call_or_a_fallback(self) -> Callback:
+        if self.fallback is None:
+            absent = [f for f in _CALL_FIELDS if getattr(self, f) is None]
+            extra = [f for f in _FALLBACK_FIELDS if getattr(self, f) is not None]
+            if absent or extra:
+                raise PydanticCustomError(
+                    "callback_fields",
+                    "a callback records contact, contact_source, contact_age_days, answered_by and "
+                    "answered_by_type{missing}{extra}",
+                    {"missing": f"; missing: {', '.join(absent)}" if absent else "",
+                     "extra": f"; {', '.join(extra)} belong to a fallback" if extra else ""},
+                )
+        else:
+            absent = [f for f in _FALLBACK_FIELDS if getattr(self, f) is None]
+            extra = [f for f in _CALL_FIELDS if getattr(self, f) is not None]
+            if absent or extra:
+                raise PydanticCustomError(
+                    "callback_fields",
+                    "a fallback records confirmed_by and confirmed_by_type, not a call{missing}{extra}",
+                    {"missing": f"; missing: {', '.join(absent)}" if absent else "",
+                     "extra": f"; remove {', '.join(extra)} (record the call or the fallback)" if extra else ""},
+                )
+        return self
 
 
 class Outcome(_Strict):
@@ -199,7 +265,12 @@ class Evidence(_Strict):
         requester_id: Who asked (canonical identifier).
         identity_proof: How identity was proven, when it was.
         approval: Who approved, when someone did.
-        callback: The out-of-band callback, when one was made.
+        callback: The out-of-band callback, when one was made, or the
+            fallback taken instead.
+        recovered_factor_contact: For a factor recovery: the number or
+            address of the factor being recovered (the lost phone, the
+            address being replaced), when it has one. The callback must not
+            go there: whoever holds it now would answer.
         authentication_event: The identity provider's sign-in event id of the
             requester's session (self-service), never the code used.
         channel: The channel the request came in on.
@@ -210,12 +281,13 @@ class Evidence(_Strict):
         recorded_at: When this record was written (timezone-aware).
     """
 
-    decision_id: Annotated[str, Field(min_length=1, max_length=128)]
+    decision_id: Annotated[str, Field(min_length=1, max_length=128), BeforeValidator(not_a_credential)]
     input_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-    requester_id: Identifier
+    requester_id: EvidenceId
     identity_proof: IdentityProof | None = None
     approval: Approval | None = None
     callback: Callback | None = None
+    recovered_factor_contact: Contact | None = None
     authentication_event: EventId | None = None
     channel: Channel | None = None
     caller_contact: Contact | None = None
@@ -484,6 +556,8 @@ def _out_of_band_callback(decision: Decision, evidence: Evidence, requester: str
                   if constraint is None or constraint.contact_usable else
                   f"the contact of record is too new or unknown, so use the fallback ({fallback})")
         return _item(check, [], f"No callback is recorded: {advice}, and record it.", "")
+    if callback.fallback is not None:
+        return _callback_fallback(decision, evidence, requester, callback)
     problems = []
     if callback.contact_source == "request":
         problems.append("the callback went to a contact supplied in the request: call a contact of record "
@@ -493,6 +567,11 @@ def _out_of_band_callback(decision: Decision, evidence: Evidence, requester: str
     if constraint is not None and callback.contact_age_days < constraint.min_contact_age_days:
         problems.append(f"the contact called had been of record for {callback.contact_age_days} day(s), less than "
                         f"{constraint.min_contact_age_days}: use the fallback ({fallback})")
+    recovered = evidence.recovered_factor_contact
+    if (constraint is not None and constraint.not_the_recovered_factor and recovered is not None
+            and _contact_key(recovered) == _contact_key(callback.contact)):
+        problems.append("the callback went to the factor being recovered: whoever holds that device or address "
+                        f"now would answer; call another contact of record, or use the fallback ({fallback})")
     if constraint is not None and constraint.ids:
         ids = [canonical_identifier(i) for i in constraint.ids]
         if canonical_identifier(callback.answered_by) not in ids:
@@ -500,8 +579,54 @@ def _out_of_band_callback(decision: Decision, evidence: Evidence, requester: str
                             f"{ids}: call the {constraint.to} of record")
     if callback.answered_by_type != "human":
         problems.append("the callback was answered by an AI agent: a person must answer it")
+    note = ""
+    if constraint is not None and constraint.not_the_recovered_factor and recovered is None:
+        # Not "missing": a lost authenticator app or security key has no
+        # contact to record, and the contact called is already one of record,
+        # old enough, from the directory. The reason says what to confirm.
+        note = " (the evidence does not say which contact is being recovered: confirm it was not the one called)"
     return _item(check, problems, None,
-                 f"Called back a {callback.contact_source} contact of record, answered by {callback.answered_by!r}.")
+                 f"Called back a {callback.contact_source} contact of record, answered by "
+                 f"{callback.answered_by!r}{note}.")
+
+
+def _callback_fallback(decision: Decision, evidence: Evidence, requester: str, callback: Callback) -> VerificationItem:
+    """The fallback recorded instead of a call: accepted only when the contact of record was not usable."""
+    check = "requirement:out_of_band_callback"
+    constraints = decision.constraints
+    constraint = constraints.callback if constraints is not None else None
+    taken = callback.fallback
+    if constraint is None or constraint.contact_usable:
+        why = ("the decision names a usable contact of record" if constraint is not None else
+               "the decision does not say the contact of record was unusable")
+        return _item(check, [], f"Only a fallback ({taken}) is recorded, but {why}: call that contact back "
+                                "and record the call; the fallback stands in only when the contact cannot be used.", "")
+    confirmer = canonical_identifier(callback.confirmed_by)
+    problems = []
+    if callback.confirmed_by_type != "human":
+        problems.append(f"the {taken} confirmation was given by an AI agent {confirmer!r}: a person must give it")
+    if confirmer == requester:
+        problems.append(f"the requester confirmed their own request ({taken}): someone else must confirm it")
+    approver = constraints.approver if constraints is not None else None
+    note = ""
+    if taken == "manager_of_record":
+        holders = {canonical_identifier(i) for i in constraint.ids} if constraint.to == "holder" else set()
+        excluded = {canonical_identifier(i) for i in (approver.exclude if approver is not None else [])}
+        managers = ([canonical_identifier(i) for i in approver.ids or []]
+                    if approver is not None and approver.of_record == "manager" else [])
+        if confirmer != requester and (confirmer in holders or confirmer in excluded):
+            problems.append(f"{confirmer!r} is the account holder or may never approve for this request, not its "
+                            "manager of record: get the manager of record to confirm")
+        elif managers and confirmer not in managers and confirmer != requester:
+            problems.append(f"{confirmer!r} is not the manager of record {managers}: get the manager of record "
+                            "to confirm, or check identity in person")
+        if not managers:
+            note = " (the decision named no manager: confirm them in the directory)"
+        what = f"confirmed by the manager of record {confirmer!r}{note}"
+    else:
+        what = f"identity checked in person by {confirmer!r}"
+    return _item(check, problems, None,
+                 f"The contact of record was not usable, so the fallback was taken: {what}.")
 
 
 _REQUIREMENT_CHECKS = {
@@ -511,9 +636,21 @@ _REQUIREMENT_CHECKS = {
 }
 
 
+#: With a fallback recorded instead of a call, where each callback field is found
+#: (the contact fields then name nothing: no one was called).
+_FALLBACK_FIELDS_RECORDED = {
+    "callback_contact": "callback.fallback",
+    "callback_contact_source": "callback.fallback",
+    "callback_answered_by": "callback.confirmed_by",
+}
+
+
 def _record(decision: Decision, evidence: Evidence, fields: list[str]) -> VerificationItem:
     check = "obligation:record_evidence"
-    absent = [f for f in fields if f not in EVIDENCE_FIELDS or _lookup(evidence, EVIDENCE_FIELDS[f]) is None]
+    where = dict(EVIDENCE_FIELDS)
+    if evidence.callback is not None and evidence.callback.fallback is not None:
+        where.update(_FALLBACK_FIELDS_RECORDED)
+    absent = [f for f in fields if f not in where or _lookup(evidence, where[f]) is None]
     problems = []
     if evidence.denial_reason is not None and "denial_reason" in fields:
         codes = {r.code for r in decision.reasons}

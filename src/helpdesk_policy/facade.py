@@ -37,13 +37,25 @@ from typing import Any
 
 from .chain import ChainAnswer, EngineChain
 from .config import PolicyConfig
-from .digest import LOG_IDENTIFIER_MODES, LogIdentifiers, input_digest, redact, redact_decision
+from .credentials import CREDENTIAL_MASK, ticket_id_looks_like_credential
+from .digest import (
+    LOG_IDENTIFIER_MODES,
+    LogIdentifiers,
+    LogMaskRule,
+    apply_log_mask,
+    input_digest,
+    mask_credentials,
+    parse_log_mask,
+    redact,
+    redact_decision,
+)
 from .engines import Engine, load_engine
-from .evidence import DEFAULT_WINDOW_HOURS, Evidence, Verification
+from .evidence import Evidence, Verification
 from .evidence import verify as verify_evidence
 from .engines.native import NativeEngine
 from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError
 from .models import Decision, Request, construct_trusted, parse_request
+from .policy_exceptions import ExceptionSource, PolicyException, apply_exceptions
 from .policyset import PolicySet
 
 __all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
@@ -135,6 +147,37 @@ class HelpdeskPolicy:
             ``{"app": "helpdesk-policy", "version": <package version>}`` (as
             OPA's ``labels``): printable str keys and values; ``ticket`` is
             reserved (each record's ``labels.ticket`` is its ``request.id``).
+        exceptions: where the policy exceptions live (an
+            :class:`~helpdesk_policy.policy_exceptions.ExceptionSource`, such
+            as :class:`~helpdesk_policy.ledger.ExceptionRegistry`). After the
+            engines decide, the exceptions for the request's identity and
+            action are applied (:func:`~helpdesk_policy.policy_exceptions.apply_exceptions`,
+            capped by the config's ``exception_max_hours``): each one the
+            request's scope matches is listed in the decision's
+            ``exceptions`` (and so in the decision log's ``result``), at most
+            one lowers the level, and a deny, a degraded decision, an AI
+            agent's request or a request with a high-risk signal (or the
+            callback count of failed verifications) is never lowered. A
+            source that raises is logged and counted in
+            :attr:`exception_lookup_failures`; the decision then stands as
+            the policy made it.
+        log_mask: mask rules applied to every decision-log record, in order,
+            as OPA's ``system.log.mask`` states them: a JSON pointer under
+            ``/input`` or ``/result`` erases that value (its pointer is
+            listed in ``erased``; a value that is not there is left alone),
+            ``{"op": "remove", "path": ...}`` does the same, and ``{"op":
+            "upsert", "path": ..., "value": ...}`` sets it, creating missing
+            objects on the way (listed in ``masked``). For example
+            ``log_mask=["/input/target/manager", {"op": "upsert", "path":
+            "/input/request/id", "value": "[ticket]"}]``. A rule that is not
+            one of these raises :class:`InvalidConfigError` naming it
+            (``log_mask[1]``). Two masks always apply, whatever the rules:
+            ``request.justification`` is ``"[redacted]"``, and, after the
+            rules, every string in the input, the result and
+            ``engine_errors`` that looks like a credential
+            (:func:`~helpdesk_policy.credentials.looks_like_credential`: an
+            API key, a token, a one-time or recovery code, ``password=…``)
+            becomes ``"[masked:credential]"`` with its pointer in ``masked``.
 
     A decision-log record is a dict with the keys ``decision_id``,
     ``timestamp`` (UTC, ISO 8601), ``path`` (``"helpdesk/decision"``),
@@ -148,9 +191,10 @@ class HelpdeskPolicy:
     ``log_identifiers`` says) and ``engine_errors`` (why engines before the
     one that answered failed). In OPA's decision-log shape it also carries
     ``bundles`` (``{"helpdesk": {"revision": <policy_revision>}}``), ``labels``
-    (``app``, ``version``, ``log_labels`` and ``ticket``: the request's id)
-    and ``metrics`` (``{"timer_helpdesk_decide_ns": <int>}``: the engine
-    chain's time for this decision).
+    (``app``, ``version``, ``log_labels`` and ``ticket``: the request's id
+    as the record's input shows it after masking, absent when erased) and
+    ``metrics`` (``{"timer_helpdesk_decide_ns": <int>}``: the engine chain's
+    time for this decision).
 
     Use it as a context manager (``with`` / ``async with``) or call
     :meth:`close` / :meth:`aclose`; inside an event loop prefer ``aclose``,
@@ -162,8 +206,8 @@ class HelpdeskPolicy:
             load is skipped with one warning per process naming the extra; the
             native engine then decides and decisions say ``engine: "native"``,
             ``degraded: false`` (a missing optional install is not a fault).
-        InvalidConfigError: ``log_identifiers``, ``log_pseudonym_key`` or
-            ``log_labels`` is invalid.
+        InvalidConfigError: ``log_identifiers``, ``log_pseudonym_key``,
+            ``log_labels`` or a ``log_mask`` rule is invalid.
     """
 
     def __init__(
@@ -179,9 +223,15 @@ class HelpdeskPolicy:
         log_pseudonym_key: bytes | str | None = None,
         engine_options: Mapping[str, Mapping[str, Any]] | None = None,
         log_labels: Mapping[str, str] | None = None,
+        exceptions: ExceptionSource | None = None,
+        log_mask: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
         self._log_identifiers, self._log_key = _log_masking(log_identifiers, log_pseudonym_key)
+        if exceptions is not None and not callable(getattr(exceptions, "exceptions_for", None)):
+            raise InvalidConfigError([FieldError("exceptions", "must have an exceptions_for(target_id, action) method "
+                                                               "(an ExceptionSource such as ExceptionRegistry)")])
         self._log_labels = {"app": "helpdesk-policy", "version": _package_version(), **_log_labels(log_labels)}
+        self._log_mask: tuple[LogMaskRule, ...] = parse_log_mask(log_mask)
         self.policy_set = PolicySet.load(policy_dir, config)
         self.config = self.policy_set.config
         self._revision = self.policy_set.revision
@@ -207,6 +257,10 @@ class HelpdeskPolicy:
         if not engines:
             raise EngineUnavailableError("no engine could be loaded", engine=str(engine))
         self.chain = EngineChain(engines, timeout=timeout, strict_level=self.config.strict_level)
+        self.exceptions = exceptions
+        #: How many times the exception source failed (each decision then stood as the policy made it).
+        self.exception_lookup_failures = 0
+        self._failures_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
 
@@ -262,7 +316,9 @@ class HelpdeskPolicy:
         started = time.perf_counter_ns()
         answer = await self.chain.adecide(req)
         elapsed = time.perf_counter_ns() - started
-        decision = self._finish(req, answer)
+        # The source may read its store (a refresh): off the event loop's thread.
+        found = None if self.exceptions is None else await asyncio.to_thread(self._lookup_exceptions, req)
+        decision = self._finish(req, answer, found)
         if self.log_sink is not None:
             await self._adeliver(self._record(req, decision, answer.errors, elapsed))
         return decision
@@ -277,7 +333,7 @@ class HelpdeskPolicy:
         evidence: Evidence,
         *,
         now: datetime | None = None,
-        window_hours: int = DEFAULT_WINDOW_HOURS,
+        window_hours: int | None = None,
         withdrawn_revisions: Collection[str] = (),
     ) -> Verification:
         """Check the evidence recorded for ``decision``: may the ticket be closed?
@@ -290,9 +346,12 @@ class HelpdeskPolicy:
             decision: The decision acted on.
             evidence: What the helpdesk recorded.
             now: The time to check the window against (default: now, UTC).
-            window_hours: How old evidence may be.
+            window_hours: How old evidence may be (default: the config's
+                ``evidence_window_hours``).
             withdrawn_revisions: Policy revisions withdrawn since.
         """
+        if window_hours is None:
+            window_hours = self.config.evidence_window_hours
         return verify_evidence(decision, evidence, now=now, window_hours=window_hours,
                                withdrawn_revisions=withdrawn_revisions)
 
@@ -337,7 +396,13 @@ class HelpdeskPolicy:
         except EngineUnavailableError as exc:
             log.debug("no native last resort for this policy set: %s", exc)
 
-    def _finish(self, req: Request, answer: ChainAnswer) -> Decision:
+    def _finish(self, req: Request, answer: ChainAnswer,
+                found: Sequence[PolicyException] | None = None) -> Decision:
+        """The engines' answer as a :class:`Decision`, with the policy exceptions that touch it.
+
+        ``found``: the exceptions already looked up (:meth:`adecide` looks
+        them up off the event loop); ``None`` looks them up here.
+        """
         decision = construct_trusted(Decision, {
             **answer.verdict.__dict__,
             "engine": answer.engine,
@@ -345,8 +410,42 @@ class HelpdeskPolicy:
             "policy_revision": self._revision,
             "decision_id": answer.decision_id or str(uuid.uuid4()),
             "input_digest": input_digest(req),
+            "exceptions": [],
         })
+        if self.exceptions is None:
+            return decision
+        if found is None:
+            found = self._lookup_exceptions(req)
+        if not found:
+            return decision
+        try:
+            decision = apply_exceptions(decision, req, found, now=datetime.now(timezone.utc),
+                                        max_hours=self.config.exception_max_hours,
+                                        high_risk_signals=self.config.high_risk_signals,
+                                        failed_verifications_limit=self.config.failed_verifications_callback)
+        except Exception:  # noqa: BLE001 - a bad exception record never loosens a decision
+            self._exception_failed("cannot apply the policy exceptions for %s: deciding without them",
+                                   req.request.id)
+            return decision
+        applied = [e for e in decision.exceptions if e.status == "applied"]
+        if applied:
+            log.info("policy exception %s applied to %s: %s -> %s", applied[0].id, _loggable_ticket(req.request.id),
+                     applied[0].level_before.value, applied[0].level_after.value)
         return decision
+
+    def _lookup_exceptions(self, req: Request) -> Sequence[PolicyException]:
+        """The exceptions for the request's identity and action; none (stricter) when the source fails."""
+        try:
+            return list(self.exceptions.exceptions_for(req.target.id, req.request.action.value))  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a failing source never changes a decision but to keep it strict
+            self._exception_failed("policy exception source failed for %s: deciding without exceptions",
+                                   req.request.id)
+            return ()
+
+    def _exception_failed(self, message: str, ticket: str) -> None:
+        with self._failures_lock:
+            self.exception_lookup_failures += 1
+        log.warning(message, _loggable_ticket(ticket), exc_info=True)
 
     def _record(self, req: Request, decision: Decision, errors: list[str], elapsed_ns: int = 0) -> dict[str, Any]:
         masked: list[str] = []
@@ -376,7 +475,7 @@ class HelpdeskPolicy:
             # At least 1 ns: a coarse clock must not log a decision as free.
             "metrics": {LOG_TIMER: max(1, int(elapsed_ns))},
         }
-        return record
+        return _masked_record(record, self._log_mask)
 
     def _deliver(self, record: dict[str, Any]) -> None:
         """Hand a record to the sink from :meth:`decide`; a failing sink never changes the decision.
@@ -415,6 +514,45 @@ class HelpdeskPolicy:
         self._sink_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("decision log sink failed", exc_info=task.exception())
+
+
+def _masked_record(record: dict[str, Any], rules: Sequence[LogMaskRule]) -> dict[str, Any]:
+    """Apply the ``log_mask`` rules, then mask every credential-shaped string left.
+
+    The credential pass runs last so that nothing a rule upserts escapes it.
+    It covers the input, the result and the engines' error messages (an
+    engine's URL may carry a password); ``labels.ticket`` follows what
+    became of ``input.request.id``.
+    """
+    ticket = record["labels"]["ticket"]
+    if rules:
+        apply_log_mask(record, rules)
+    masked = record["masked"]
+    request = record.get("input")
+    request = request.get("request") if isinstance(request, dict) else None
+    before = request.get("id") if isinstance(request, dict) else None
+    for part in ("input", "result", "engine_errors"):
+        if part in record:
+            record[part] = mask_credentials(record[part], "/" + part, masked)
+    if isinstance(before, str) and not ticket_id_looks_like_credential(before) and request["id"] != before:
+        # A ticket number (Zendesk's are runs of digits) is the ticketing system's, not a code.
+        request["id"] = before
+        masked.remove("/input/request/id")
+    now = request.get("id") if isinstance(request, dict) else None
+    if now != ticket:
+        if isinstance(now, str) and now:
+            record["labels"]["ticket"] = now
+        else:
+            del record["labels"]["ticket"]  # erased with the request's id
+    # A pointer listed twice (a rule and a default masking one value) is listed once.
+    record["masked"] = list(dict.fromkeys(masked))
+    record["erased"] = list(dict.fromkeys(record["erased"]))
+    return record
+
+
+def _loggable_ticket(ticket: str) -> str:
+    """The ticket id for a log message: masked when it is credential-shaped (never log a code)."""
+    return CREDENTIAL_MASK if ticket_id_looks_like_credential(ticket) else ticket
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:

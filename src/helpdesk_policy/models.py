@@ -23,7 +23,7 @@ import json
 import functools
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -36,6 +36,7 @@ from pydantic import (
     StrictBool,
     TypeAdapter,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -66,6 +67,12 @@ __all__ = [
     "Obligation",
     "Verdict",
     "Decision",
+    "ExceptionEffect",
+    "ExceptionStatus",
+    "ExceptionWhyNot",
+    "EXCEPTION_ID_PATTERN",
+    "EXCEPTION_APPLIED_CODE",
+    "TIMESTAMP_FORMAT",
     "NO_ENGINE",
     "parse_request",
     "cross_field_errors",
@@ -826,6 +833,93 @@ def _reason_order(r: Reason) -> tuple[int, str, str]:
     return (-r.level.rank, r.code, r.message)
 
 
+#: What a policy exception's id looks like (it names a ledger chain, ``exception:<id>``).
+EXCEPTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+#: The reason code a decision lowered by a policy exception carries.
+EXCEPTION_APPLIED_CODE = "policy_exception_applied"
+
+#: What a policy exception did to a decision it touched.
+ExceptionStatus = Literal["applied", "expired", "revoked", "not_applicable"]
+#: Why an exception in force did not apply (``status: not_applicable``); see
+#: :func:`helpdesk_policy.policy_exceptions.apply_exceptions`.
+ExceptionWhyNot = Literal[
+    "not_started",
+    "deny_not_overridable",
+    "degraded_decision",
+    "ai_agent_actor",
+    "high_risk_signal",
+    "not_lower",
+    "exceeds_policy_max",
+    "superseded",
+]
+
+
+#: How a decision writes an exception's expiry: the ledger's timestamp form.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _utc(value: datetime) -> datetime:
+    # A time without a zone is ambiguous by hours: refused, never read as local time.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError("timezone_aware", "must carry a time zone (Z or +hh:mm)")
+    return value.astimezone(timezone.utc)
+
+
+class ExceptionEffect(_Strict):
+    """One policy exception whose scope (identity, action, channel) a decision touched.
+
+    Every matching exception is listed, applied or not, so an expired or
+    revoked one is reported on each decision it would have changed (it never
+    disappears silently). No person is named: the id leads to the exception's
+    record in the ledger (who asked, who approved).
+
+    ``level_before`` is the level the policy decided; ``level_after`` the
+    decision's level once this exception is taken into account: lower only
+    when ``status`` is ``applied``, else the same.
+    """
+
+    id: Annotated[str, Field(pattern=EXCEPTION_ID_PATTERN)]
+    """The exception's id (its ledger chain is ``exception:<id>``)."""
+    status: ExceptionStatus
+    """``applied``, ``expired``, ``revoked`` or ``not_applicable`` (then ``why_not`` says why)."""
+    level_before: Level
+    """The level the policy decided."""
+    level_after: Level
+    """The level the decision ends with because of this exception (``level_before`` unless applied)."""
+    expires_at: Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
+    """When the exception stops applying (UTC)."""
+    why_not: ExceptionWhyNot | None = None
+    """Why an exception in force did not apply; ``null`` unless ``status`` is ``not_applicable``."""
+
+    @field_serializer("expires_at", when_used="json")
+    def _timestamp(self, value: datetime) -> str:
+        # The ledger's one text form of a time (UTC, microseconds, Z), so a
+        # decision and the exception's ledger events spell an expiry alike.
+        return value.strftime(TIMESTAMP_FORMAT)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExceptionEffect:
+        if (self.why_not is None) != (self.status != "not_applicable"):
+            raise ValueError("why_not is given exactly when status is 'not_applicable'")
+        if self.status == "applied":
+            # An exception never lifts a deny and never makes anything self-service.
+            if not (Level.STEP_UP <= self.level_after < self.level_before < Level.DENY):
+                raise ValueError("an applied exception lowers a level below deny to step_up or manager_approval")
+        elif self.level_after != self.level_before:
+            raise ValueError("an exception that did not apply leaves the level as it was")
+        return self
+
+
+def _lowered_by_exception(verdict: Verdict, top: Level) -> bool:
+    """Whether ``verdict`` is below its reasons only because one policy exception applied.
+
+    Only a :class:`Decision` carries ``exceptions``: engines answer
+    :class:`Verdict` documents, so no engine can claim an exception.
+    """
+    applied = [e for e in getattr(verdict, "exceptions", ()) if e.status == "applied"]
+    return len(applied) == 1 and applied[0].level_after == verdict.level and applied[0].level_before == top
+
+
 class Verdict(_Strict):
     """What a policy engine decides: the part of a :class:`Decision` that every
     engine must agree on (guarantee 3). Validation checks its internal consistency
@@ -866,7 +960,7 @@ class Verdict(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Verdict:
         top = max(r.level for r in self.reasons)
-        if self.level != top:
+        if self.level != top and not _lowered_by_exception(self, top):
             raise ValueError(f"level {self.level.value!r} is not the maximum of the reasons ({top.value!r})")
         if self.allowed != self.level.allowed:
             raise ValueError(f"allowed={self.allowed} contradicts level {self.level.value!r}")
@@ -920,6 +1014,28 @@ class Decision(Verdict):
     policy_revision: str
     decision_id: str
     input_digest: str
+    #: The policy exceptions whose scope this decision touched (see
+    #: :mod:`helpdesk_policy.policy_exceptions`); at most one ``applied``.
+    exceptions: list[ExceptionEffect] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _exceptions_consistent(self) -> Decision:
+        ids = [e.id for e in self.exceptions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("exceptions lists each exception once")
+        applied = [e for e in self.exceptions if e.status == "applied"]
+        states_it = any(r.code == EXCEPTION_APPLIED_CODE for r in self.reasons)
+        if len(applied) > 1:
+            raise ValueError("at most one exception applies to a decision")
+        if applied:
+            # Fail closed: an engine failure's answer is never loosened.
+            if self.degraded:
+                raise ValueError("a degraded decision is never lowered by an exception")
+            if not any(r.code == EXCEPTION_APPLIED_CODE and r.level == applied[0].level_after for r in self.reasons):
+                raise ValueError(f"a decision an exception lowered gives the reason {EXCEPTION_APPLIED_CODE!r}")
+        elif states_it:
+            raise ValueError(f"the reason {EXCEPTION_APPLIED_CODE!r} needs an applied exception")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The decision contract's JSON object.
@@ -927,9 +1043,13 @@ class Decision(Verdict):
         Obligation parameters that do not apply are left out; ``constraints``
         lists the approver and callback constraints the level needs, each in
         full (an approver ``ids`` of ``null`` means "look them up", which is
-        not the same as ``[]``).
+        not the same as ``[]``). ``exceptions`` is there only when a policy
+        exception touched the decision (each effect in full, ``why_not:
+        null`` included), so a decision no exception touched reads as before.
         """
-        doc = self.model_dump(mode="json", exclude_none=True, exclude={"constraints"})
+        doc = self.model_dump(mode="json", exclude_none=True, exclude={"constraints", "exceptions"})
+        if self.exceptions:
+            doc["exceptions"] = [e.model_dump(mode="json") for e in self.exceptions]
         if self.constraints is None:
             return doc
         constraints = {

@@ -10,8 +10,13 @@ Commands, and the module that defines them:
   OPA bundles (:mod:`helpdesk_policy.bundle` does the work);
 * ``audit verify`` — :mod:`helpdesk_policy.cli.audit`: check the ledger's
   hash chains (:mod:`helpdesk_policy.ledger` does the work);
-* ``obligations due`` — :mod:`helpdesk_policy.cli.obligations`: obligations
-  due or overdue (:mod:`helpdesk_policy.ledger.obligations` does the work).
+* ``obligations due|done`` — :mod:`helpdesk_policy.cli.obligations`: obligations
+  due or overdue, and recording one as done (:mod:`helpdesk_policy.ledger.obligations`
+  does the work);
+* ``exceptions grant|list|show|revoke`` — :mod:`helpdesk_policy.cli.exceptions`:
+  policy exceptions in the ledger (:mod:`helpdesk_policy.ledger.exceptions`);
+* ``report`` — :mod:`helpdesk_policy.cli.report`: the compliance report over the
+  ledger or a JSON-lines decision log (:mod:`helpdesk_policy.ledger.report`).
 
 Exit codes of the deciding commands (``EXIT_*`` here): 0 decided (a deny is a
 decision), 1 ``--fail-on-deny`` saw a deny, 2 invalid input or usage, 3 an
@@ -36,6 +41,8 @@ from .bundle import bundle
 from .ci import diff_command, init_command, test_command
 from .decide import EXIT_DENY, EXIT_ENGINE, EXIT_INVALID, EXIT_OK, decide, explain, schema
 from .obligations import obligations
+from .exceptions import exceptions
+from .report import report
 
 __all__ = ["main", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
 
@@ -88,3 +95,5 @@ main.add_command(diff_command)
 main.add_command(init_command)
 main.add_command(audit)
 main.add_command(obligations)
+main.add_command(exceptions)
+main.add_command(report)

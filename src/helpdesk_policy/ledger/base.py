@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -39,13 +39,16 @@ __all__ = [
     "canonical_json",
     "event_hash",
     "format_timestamp",
+    "aware_utc",
+    "now_or",
+    "parse_timestamp",
     "check_chain",
 ]
 
 #: The ``prev_hash`` of the first event of every chain.
 GENESIS_HASH = "0" * 64
 
-EventKind = Literal["decision", "evidence", "obligation", "exception"]
+EventKind = Literal["decision", "evidence", "obligation", "exception", "ticket"]
 
 #: The deepest a payload may nest (a decision-log record nests about 6 deep).
 _MAX_DEPTH = 64
@@ -59,6 +62,25 @@ def canonical_json(value: Any) -> str:
 def format_timestamp(ts: datetime) -> str:
     """The one text form of a timestamp in the hash and the store: UTC, microseconds, ``Z``."""
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def aware_utc(value: datetime, name: str) -> datetime:
+    """``value`` in UTC; a naive datetime (no zone says when it was) is refused, naming ``name``."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must carry a time zone")
+    return value.astimezone(timezone.utc)
+
+
+def now_or(now: datetime | None, name: str = "now") -> datetime:
+    """``now`` in UTC, or the current time when it is ``None``."""
+    return datetime.now(timezone.utc) if now is None else aware_utc(now, name)
+
+
+def parse_timestamp(text: Any) -> datetime:
+    """A payload's ISO 8601 timestamp (``Z`` or an offset), in UTC; ValueError otherwise."""
+    if not isinstance(text, str):
+        raise ValueError("not a timestamp")
+    return aware_utc(datetime.fromisoformat(text.replace("Z", "+00:00")), "timestamp")
 
 
 def event_hash(*, chain: str, seq: int, kind: str, timestamp: str, payload: dict[str, Any], prev_hash: str) -> str:
@@ -86,11 +108,12 @@ def _check_json(value: Any, depth: int = 0) -> None:
 
 
 class Event(BaseModel):
-    """One thing to record: a decision, evidence, an obligation's state, an exception."""
+    """One thing to record: a decision, evidence, an obligation's state, an exception, a ticket's step."""
 
     model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
-    chain: str = Field(min_length=1, max_length=200)
+    # 300: a ticket id may be 256 characters, and its chain is "ticket:" + the id.
+    chain: str = Field(min_length=1, max_length=300)
     kind: EventKind
     payload: dict[str, Any]
     timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
@@ -214,6 +237,14 @@ class LedgerStore(Protocol):
         """Every chain in the ledger, sorted."""
         ...
 
+    def scan(self, kinds: Collection[str] | None = None) -> Iterator[StoredEvent]:
+        """Every event (of ``kinds`` only, when given), ordered by (chain, seq), streamed.
+
+        For reports over the whole ledger: rows are fetched in batches, never
+        all at once, so memory stays flat however large the ledger is.
+        """
+        ...
+
     def verify(self, chain: str | None = None) -> ChainReport:
         """Check one chain, or every chain; name the first bad event."""
         ...
@@ -233,6 +264,19 @@ def verify_chains(store: Any, chains: Iterable[str], heads: dict[str, tuple[int,
         if bad is not None:
             return ChainReport(chains=len(checked), events=total, first_bad=bad, checked=tuple(checked))
     return ChainReport(chains=len(checked), events=total, checked=tuple(checked))
+
+
+def scan_kinds(kinds: Collection[str] | None) -> tuple[str, ...] | None:
+    """``kinds`` for :meth:`LedgerStore.scan` as a sorted tuple (None: every kind); a bare string is refused."""
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        raise TypeError("kinds is a collection of kinds, e.g. ['decision'], not one string")
+    return tuple(sorted(set(kinds)))
+
+
+#: Rows fetched per round trip by :meth:`LedgerStore.scan`.
+SCAN_BATCH = 2000
 
 
 def stored_from_row(chain: str, seq: int, kind: str, timestamp: str, payload: str, prev_hash: str,

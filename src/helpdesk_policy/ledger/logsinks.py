@@ -1,4 +1,5 @@
-"""Decision-log sinks for files and collectors: :class:`JsonlSink`, :class:`HttpBatchSink`.
+"""Decision-log sinks for files, collectors and the logging system: :class:`JsonlSink`,
+:class:`HttpBatchSink`, :class:`LoggingSink`.
 
 Both take one decision-log record per call (``HelpdeskPolicy(log_sink=...)``)
 and never raise into the decision path: what they cannot write or ship is
@@ -11,6 +12,9 @@ counted and logged (logger ``helpdesk_policy.logs``), never lost silently.
   ``Content-Encoding: gzip``, from a background thread with a bounded buffer,
   retried with backoff; records that overflow the buffer or outlive the
   retries are dropped and counted.
+* :class:`LoggingSink` hands each record to a :mod:`logging` logger, for
+  applications that already ship their logs (to a SIEM, a log pipeline):
+  the handlers and format are the application's.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonlSink", "HttpBatchSink"]
+__all__ = ["JsonlSink", "HttpBatchSink", "LoggingSink"]
 
 log = logging.getLogger("helpdesk_policy.logs")
 
@@ -355,6 +359,85 @@ class HttpBatchSink:
         return done and not left
 
     def __enter__(self) -> HttpBatchSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LoggingSink:
+    """Hand each decision-log record to a :mod:`logging` logger: one log call per record.
+
+    The message is the record as compact JSON; the record itself rides along
+    as ``extra={"decision_log": record}`` (``logrecord.decision_log``), for a
+    handler or formatter that ships structured data. The sink never
+    configures handlers, levels or propagation: that is the application's
+    logging configuration. A logger not enabled for ``level`` costs a
+    decision nothing (the JSON is not built).
+
+    Args:
+        logger: a logger or its name (default ``"helpdesk_policy.decisions"``).
+        level: the level of each record's log call (default ``INFO``).
+
+    ``written`` counts records logged, ``failures`` records that could not be
+    (a record that is not JSON, a filter that raised); a failure is reported
+    on the ``helpdesk_policy.logs`` logger and never raised into the decision.
+
+    >>> import logging
+    >>> sink = LoggingSink("helpdesk_policy.decisions", level=logging.INFO)
+    >>> sink({"decision_id": "d-1", "result": {"level": "step_up"}})
+    """
+
+    def __init__(self, logger: str | logging.Logger = "helpdesk_policy.decisions", level: int = logging.INFO) -> None:
+        if isinstance(logger, str):
+            if not logger:
+                raise ValueError("logger must be a logger or a non-empty logger name")
+            logger = logging.getLogger(logger)
+        elif not isinstance(logger, logging.Logger):
+            raise ValueError("logger must be a logging.Logger or a logger name")
+        if isinstance(level, bool) or not isinstance(level, int) or level <= logging.NOTSET:
+            raise ValueError("level must be a logging level above NOTSET, such as logging.INFO")
+        self.logger = logger
+        self.level = level
+        self.written = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"LoggingSink({self.logger.name!r}, level={logging.getLevelName(self.level)}, "
+                f"written={self.written}, failures={self.failures})")
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        """Log one record; a failure is counted and reported, never raised."""
+        try:
+            if not self.logger.isEnabledFor(self.level):
+                return
+            message = json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":"))
+            # No args: the message is not %-formatted, so a '%' in the record is harmless.
+            self.logger.log(self.level, message, extra={"decision_log": record})
+        except Exception:  # noqa: BLE001 - the sink never raises into the decision path
+            with self._lock:
+                self.failures += 1
+                failures = self.failures
+            try:
+                log.exception("decision log record %s not logged to %r (%d failures so far)",
+                              record.get("decision_id") if isinstance(record, Mapping) else None,
+                              self.logger.name, failures)
+            except Exception:  # noqa: BLE001, S110 - logging itself is broken: nothing more to do
+                pass
+            return
+        with self._lock:
+            self.written += 1
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is buffered here (the handlers flush themselves); always True."""
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Nothing to close: the logger and its handlers belong to the application; always True."""
+        return True
+
+    def __enter__(self) -> LoggingSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

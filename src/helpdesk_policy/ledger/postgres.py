@@ -11,15 +11,17 @@ nothing behind: the server rolls it back.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import LedgerError, LedgerUnavailableError
 from .base import (
     GENESIS_HASH,
+    SCAN_BATCH,
     ChainReport,
     Event,
     StoredEvent,
@@ -27,6 +29,7 @@ from .base import (
     check_schema_version,
     event_hash,
     format_timestamp,
+    scan_kinds,
     stored_from_row,
     verify_chains,
 )
@@ -34,6 +37,9 @@ from .base import (
 __all__ = ["PostgresLedgerStore", "MIGRATIONS"]
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+#: Names the server-side cursors of concurrent scans apart.
+_SCAN_IDS = itertools.count(1)
 
 #: Versioned migrations ({schema} is the store's schema), applied in order on open.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -178,6 +184,47 @@ class PostgresLedgerStore:
                 "WHERE chain = %s ORDER BY seq"), (chain,)).fetchall()
         for row in rows:
             yield stored_from_row(*row)
+
+    def scan(self, kinds: Collection[str] | None = None) -> Iterator[StoredEvent]:
+        """Every event (of ``kinds`` only, when given) by (chain, seq), streamed.
+
+        A server-side (named) cursor on a connection of its own, fetching
+        :data:`SCAN_BATCH` rows per round trip: the server keeps the result,
+        this process holds one batch at a time, and the thread's own
+        connection stays free for appends meanwhile.
+        """
+        wanted = scan_kinds(kinds)
+        if wanted == ():
+            return
+        if self._closed:
+            raise LedgerError(f"{self!r} is closed")
+        psycopg = self._psycopg
+        sql = "SELECT chain, seq, kind, ts, payload, prev_hash, hash FROM {schema}.ledger_events"
+        params: tuple[str, ...] = ()
+        if wanted is not None:
+            sql += " WHERE kind = ANY(%s)"
+            params = (list(wanted),)  # type: ignore[assignment]
+        sql += " ORDER BY chain, seq"
+        try:
+            conn = psycopg.connect(self.dsn, connect_timeout=max(1, int(self._connect_timeout)))
+        except psycopg.Error as exc:
+            raise LedgerUnavailableError(f"cannot connect to the PostgreSQL ledger: {_first_line(exc)}") from exc
+        try:
+            try:
+                with conn.transaction():
+                    # One snapshot for the whole scan, writers going on meanwhile.
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    with conn.cursor(name=f"helpdesk_policy_scan_{next(_SCAN_IDS)}") as cursor:
+                        cursor.itersize = SCAN_BATCH
+                        cursor.execute(self._sql(sql), params or None)
+                        for row in cursor:
+                            yield stored_from_row(*row)
+            except psycopg.OperationalError as exc:
+                raise LedgerUnavailableError(f"cannot read the PostgreSQL ledger: {_first_line(exc)}") from exc
+            except psycopg.Error as exc:
+                raise LedgerError(f"cannot read the PostgreSQL ledger: {_first_line(exc)}") from exc
+        finally:
+            conn.close()
 
     def chains(self) -> list[str]:
         conn = self._conn()

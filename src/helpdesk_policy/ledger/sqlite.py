@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import LedgerError
 from .base import (
     GENESIS_HASH,
+    SCAN_BATCH,
     ChainReport,
     Event,
     StoredEvent,
@@ -24,6 +25,7 @@ from .base import (
     check_schema_version,
     event_hash,
     format_timestamp,
+    scan_kinds,
     stored_from_row,
     verify_chains,
 )
@@ -176,6 +178,41 @@ class SQLiteLedgerStore:
             (chain,))
         for row in cursor:
             yield stored_from_row(*row)
+
+    def scan(self, kinds: Collection[str] | None = None) -> Iterator[StoredEvent]:
+        """Every event (of ``kinds`` only, when given) by (chain, seq), fetched :data:`SCAN_BATCH` rows at a time.
+
+        The scan reads on a connection of its own, in one read transaction:
+        one consistent snapshot while writers go on, and this thread's own
+        appends are not held up by the open cursor.
+        """
+        wanted = scan_kinds(kinds)
+        if wanted == ():
+            return
+        if self._closed:
+            raise LedgerError(f"{self!r} is closed")
+        sql = "SELECT chain, seq, kind, ts, payload, prev_hash, hash FROM ledger_events"
+        if wanted is not None:
+            sql += f" WHERE kind IN ({', '.join('?' * len(wanted))})"
+        sql += " ORDER BY chain, seq"
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self._timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+        try:
+            try:
+                conn.execute("BEGIN")
+                cursor = conn.execute(sql, wanted or ())
+                while True:
+                    rows = cursor.fetchmany(SCAN_BATCH)
+                    if not rows:
+                        break
+                    for row in rows:
+                        yield stored_from_row(*row)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+        finally:
+            conn.close()
 
     def chains(self) -> list[str]:
         rows = self._conn().execute(
