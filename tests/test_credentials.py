@@ -187,3 +187,10 @@ def test_generated_secrets_of_every_family_are_caught(data: st.DataObject, famil
     # Pasted into a sentence, the shaped ones are still caught (an OTP is one only alone).
     if family != "otp":
         assert looks_like_credential(f"here it is: {secret} thanks"), (family, secret)
+
+
+@pytest.mark.parametrize("text", ["FactsUnavailableError: the directory is down", "HTTPConnectionPool(host='x')",
+                                  "EngineTimeoutError", "ServiceAccountCredentialRotation"])
+def test_camel_case_names_are_not_tokens(text: str) -> None:
+    # Exception and class names in log lines are long mixed-case runs, but words.
+    assert not looks_like_credential(text)

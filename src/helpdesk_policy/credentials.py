@@ -211,6 +211,10 @@ def _is_recovery_code(code: str) -> bool:
     return any(_has_letter(g) and _has_digit(g) for g in groups) or all(g.isdigit() for g in groups)
 
 
+#: Words run together: capitalised words, lower-case words of 3+ letters, acronyms before a word.
+_CAMEL_WORDS = re.compile(r"(?:[A-Z]{2,}(?=[A-Z][a-z])|[A-Z][a-z]{2,}|[a-z]{3,})+")
+
+
 def _is_token(text: str, match: re.Match[str]) -> bool:
     run = match.group(0)
     core = run.strip("-_/+=")
@@ -227,6 +231,8 @@ def _is_token(text: str, match: re.Match[str]) -> bool:
         return False
     if not any(len(chunk) >= 10 and _classes(chunk) >= 2 for chunk in re.split(r"[-_/+=]", core)):
         return False  # words, snake_case codes, numbers
+    if all(_CAMEL_WORDS.fullmatch(chunk) for chunk in re.split(r"[-_/+=]", core) if chunk):
+        return False  # CamelCase words (FactsUnavailableError, HTTPConnectionPool): a name, not a token
     return _entropy(core) >= _MIN_ENTROPY
 
 
