@@ -33,7 +33,12 @@ BREAK_GLASS = REQUESTS / "15-break-glass-elevation.json"
 DECISION_KEYS = [
     "level", "allowed", "requirements", "reasons", "obligations", "playbook", "constraints",
     "engine", "degraded", "policy_revision", "decision_id", "input_digest",
+    # Additive (issue 12): what the decision is about, so a caller need not keep the request.
+    "request_id", "action", "target_id",
 ]
+#: Keys a decision may leave out: a custom policy states no constraints, and a
+#: decision built by hand may not name its request.
+OPTIONAL_DECISION_KEYS = {"constraints", "request_id", "action", "target_id"}
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -90,6 +95,8 @@ def test_decide_json_is_exactly_the_spec_shape() -> None:
     assert set(doc["constraints"]) == {"approver", "callback"}
     assert doc["policy_revision"].startswith("sha256:") and doc["input_digest"].startswith("sha256:")
     assert doc["engine"] == "rego" and doc["degraded"] is False
+    # What the decision is about, from examples/requests/02-phone-mfa-reset-admin.json.
+    assert (doc["request_id"], doc["action"], doc["target_id"]) == ("INC0041388", "mfa_reset", "u-20417")
 
 
 def test_decide_json_equals_decision_to_dict() -> None:
@@ -596,7 +603,7 @@ def test_schema_decision_matches_the_spec_shape() -> None:
     # exceptions is additive: present only when a policy exception touched the decision.
     assert list(doc["properties"]) == [*DECISION_KEYS, "exceptions"]
     # constraints is optional: a custom policy may not state them.
-    assert doc["required"] == [k for k in DECISION_KEYS if k != "constraints"]
+    assert doc["required"] == [k for k in DECISION_KEYS if k not in OPTIONAL_DECISION_KEYS]
     assert doc["$defs"]["Level"]["enum"] == ["self_service", "step_up", "manager_approval", "callback", "deny"]
 
 

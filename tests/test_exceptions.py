@@ -207,7 +207,7 @@ def test_engines_cannot_claim_an_exception(plain: HelpdeskPolicy) -> None:
     decision = _policy(source).decide(ADMIN_PHONE_RESET)
     assert decision.level is Level.MANAGER_APPROVAL
     raw = decision.model_dump(mode="json", include=set(Decision.model_fields) - {
-        "engine", "degraded", "policy_revision", "decision_id", "input_digest"})
+        "engine", "degraded", "policy_revision", "decision_id", "input_digest", "request_id", "action", "target_id"})
 
     class Liar(BaseEngine):
         name = "liar"

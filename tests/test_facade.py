@@ -143,7 +143,9 @@ def test_log_sink_gets_a_redacted_record_without_secrets() -> None:
     (record,) = records
     assert record["decision_id"] == decision.decision_id
     assert record["input_digest"] == decision.input_digest
-    assert record["result"] == decision.to_dict()
+    # The result is the decision, its target (an identifier) pseudonymized like the input's.
+    assert record["result"] == {**decision.to_dict(), "target_id": record["input"]["target"]["id"]}
+    assert record["result"]["target_id"].startswith("pid:")
     assert record["input"]["request"]["justification"] == "[redacted]"
     assert "hunter2" not in json.dumps(record)
 
@@ -335,9 +337,11 @@ def test_log_record_pseudonymizes_identifiers_by_default() -> None:
     assert sorted(record["masked"]) == [
         "/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles", "/input/actor/runs_as",
         "/input/request/justification", "/input/target/id", "/input/target/owners",
-        "/result/constraints/approver/exclude", "/result/constraints/callback/ids",
+        "/result/constraints/approver/exclude", "/result/constraints/callback/ids", "/result/target_id",
     ]
     assert record["erased"] == []
+    # The decision names its target: the same pseudonym as the input's target.id; its ticket is kept.
+    assert record["result"]["target_id"] == target["id"] and record["result"]["request_id"] == "INC-77"
     text = json.dumps(record)
     assert not [v for v in _ID_VALUES if v in text] and "hunter2" not in text
     # Still a valid request, which decides as the original did (diff can replay it),
@@ -380,8 +384,9 @@ def test_log_record_drops_identifiers_when_asked() -> None:
     assert sorted(record["erased"]) == [
         "/input/actor/id", "/input/actor/on_behalf_of", "/input/actor/roles", "/input/actor/runs_as",
         "/input/target/id", "/input/target/owners",
-        "/result/constraints/approver/exclude", "/result/constraints/callback/ids",
+        "/result/constraints/approver/exclude", "/result/constraints/callback/ids", "/result/target_id",
     ]
+    assert "target_id" not in record["result"] and record["result"]["request_id"] == "INC-77"
     assert record["masked"] == ["/input/request/justification"]
     assert record["input"]["request"]["id"] == "INC-77" and record["input"]["target"]["environment"] == "production"
     text = json.dumps(record)

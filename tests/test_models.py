@@ -210,6 +210,8 @@ def test_optional_fields_default_to_unknown_or_none_observed() -> None:
 SPEC_DECISION_KEYS = {
     "level", "allowed", "requirements", "reasons", "obligations", "playbook", "constraints",
     "engine", "degraded", "policy_revision", "decision_id", "input_digest",
+    # Additive (SPEC §6): the request's id, action and target.
+    "request_id", "action", "target_id",
 }
 SPEC_REASON_KEYS = {"code", "level", "message", "refs"}
 SPEC_OBLIGATION_KEYS = {"code", "within_hours", "fields", "to"}
@@ -242,6 +244,8 @@ def test_decision_to_dict_is_exactly_the_spec_shape(req: Request) -> None:
     assert json.loads(decision.to_json()) == doc
     assert isinstance(doc["level"], str) and isinstance(doc["allowed"], bool)
     assert doc["policy_revision"].startswith("sha256:") and doc["input_digest"].startswith("sha256:")
+    assert (doc["request_id"], doc["action"], doc["target_id"]) == (req.request.id, req.request.action.value,
+                                                                     req.target.id)
 
 
 _POLICY: list[HelpdeskPolicy] = []

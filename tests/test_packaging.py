@@ -33,6 +33,10 @@ def test_wheel_ships_policies_config_and_marker(wheel: Path) -> None:
     assert {"helpdesk_policy/policies/config.yaml", "helpdesk_policy/policies/reasons.yaml"} <= names
     assert any(n.startswith("helpdesk_policy/policies/tests/guidance/") for n in names)
     assert "helpdesk_policy/py.typed" in names
+    # The ticketing mappings load_mapping() finds by name.
+    mappings = ROOT / "src" / "helpdesk_policy" / "integrations" / "mappings"
+    shipped_mappings = {f"helpdesk_policy/integrations/mappings/{p.name}" for p in mappings.glob("*.yaml")}
+    assert len(shipped_mappings) == 4 and shipped_mappings <= names
 
 
 def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -> None:
@@ -46,7 +50,9 @@ def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -
         "d = p.decide({'request': {'id': 'r', 'action': 'mfa_reset', 'channel': 'phone'},"
         " 'actor': {'id': 'u', 'type': 'human', 'relationship': 'self', 'authenticated': False, 'auth_strength': 'none'},"
         " 'target': {'id': 'u', 'type': 'human', 'privileged': True, 'privilege_tier': 2, 'vip': False, 'status': 'active'}});"
-        "print(d.level.value, d.engine, d.degraded)"
+        "print(d.level.value, d.engine, d.degraded);"
+        "from helpdesk_policy.integrations import SHIPPED_MAPPINGS, load_mapping;"
+        "print(len([load_mapping(n) for n in SHIPPED_MAPPINGS]))"
     )
     # Run from an unrelated directory with only the unpacked wheel (plus the venv's
     # dependencies) importable, so the repo's src/ cannot be what is found.
@@ -56,7 +62,7 @@ def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["callback", "rego", "False"]
+    assert out.stdout.split() == ["callback", "rego", "False", "4"]
 
 
 def test_importing_the_package_is_lazy() -> None:

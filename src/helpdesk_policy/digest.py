@@ -143,7 +143,8 @@ def redact_decision(
 ) -> dict[str, Any]:
     """The decision as its contract's JSON object (:meth:`Decision.to_dict`), safe to log.
 
-    The identifiers its constraints name (:data:`DECISION_IDENTIFIER_FIELDS`)
+    Its ``target_id`` (the request's ``target.id``) and the identifiers its
+    constraints name (:data:`DECISION_IDENTIFIER_FIELDS`)
     follow ``identifiers`` as :func:`redact` treats the request's: pseudonyms
     (sorted, as the engines sort ids, so a replayed record decides the same),
     kept, or removed. ``null`` and ``[]`` name no one and are kept.
@@ -151,8 +152,8 @@ def redact_decision(
     Args:
         decision: the decision (not modified).
         identifiers, key: as for :func:`redact`.
-        masked, erased: if given, receive the JSON pointers
-            (``/constraints/approver/ids``) of the values replaced or removed.
+        masked, erased: if given, receive the JSON pointers (``/target_id``,
+            ``/constraints/approver/ids``) of the values replaced or removed.
 
     Raises:
         InvalidConfigError: ``identifiers`` is not one of the modes.
@@ -160,8 +161,20 @@ def redact_decision(
     if identifiers not in LOG_IDENTIFIER_MODES:
         raise InvalidConfigError([FieldError("identifiers", f"must be one of {list(LOG_IDENTIFIER_MODES)}")])
     doc = decision.to_dict()
+    if identifiers == "keep":
+        return doc
+    # The decision names its target (``target_id``, the request's target.id):
+    # masked as the input's target.id is, so both give the same pseudonym.
+    target_id = doc.get("target_id")
+    if target_id:
+        if identifiers == "drop":
+            del doc["target_id"]
+            _note_top(erased, "target_id")
+        else:
+            doc["target_id"] = pseudonym(target_id, key)
+            _note_top(masked, "target_id")
     constraints = doc.get("constraints")
-    if identifiers == "keep" or not constraints:
+    if not constraints:
         return doc
     for part, name in DECISION_IDENTIFIER_FIELDS:
         section = constraints.get(part)
@@ -180,6 +193,11 @@ def redact_decision(
 def _note(paths: list[str] | None, section: str, name: str) -> None:
     if paths is not None:
         paths.append(f"/{section}/{name}")
+
+
+def _note_top(paths: list[str] | None, name: str) -> None:
+    if paths is not None:
+        paths.append(f"/{name}")
 
 
 # ------------------------------------------------------------------ log masks

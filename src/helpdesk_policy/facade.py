@@ -187,7 +187,7 @@ class HelpdeskPolicy:
     ``log_identifiers`` says; ``request.id``, the ticket, and
     ``target.environment`` are kept), ``masked`` and ``erased`` (JSON pointers
     of the input and result values replaced or removed, as in OPA's decision
-    logs), ``result`` (the decision, its constraints' identifiers as
+    logs), ``result`` (the decision, its ``target_id`` and its constraints' identifiers as
     ``log_identifiers`` says) and ``engine_errors`` (why engines before the
     one that answered failed). In OPA's decision-log shape it also carries
     ``bundles`` (``{"helpdesk": {"revision": <policy_revision>}}``), ``labels``
@@ -410,6 +410,9 @@ class HelpdeskPolicy:
             "policy_revision": self._revision,
             "decision_id": answer.decision_id or str(uuid.uuid4()),
             "input_digest": input_digest(req),
+            "request_id": req.request.id,
+            "action": req.request.action,
+            "target_id": req.target.id,
             "exceptions": [],
         })
         if self.exceptions is None:
@@ -521,12 +524,14 @@ def _masked_record(record: dict[str, Any], rules: Sequence[LogMaskRule]) -> dict
 
     The credential pass runs last so that nothing a rule upserts escapes it.
     It covers the input, the result and the engines' error messages (an
-    engine's URL may carry a password); ``labels.ticket`` follows what
-    became of ``input.request.id``.
+    engine's URL may carry a password); ``labels.ticket`` and the result's
+    ``request_id`` follow what became of ``input.request.id``.
     """
     ticket = record["labels"]["ticket"]
     if rules:
         apply_log_mask(record, rules)
+    # A rule about the result's own copy of the ticket wins over following the input's.
+    result_ticket_ruled = _RESULT_TICKET in record["masked"] or _RESULT_TICKET in record["erased"]
     masked = record["masked"]
     request = record.get("input")
     request = request.get("request") if isinstance(request, dict) else None
@@ -539,6 +544,8 @@ def _masked_record(record: dict[str, Any], rules: Sequence[LogMaskRule]) -> dict
         request["id"] = before
         masked.remove("/input/request/id")
     now = request.get("id") if isinstance(request, dict) else None
+    if not result_ticket_ruled:
+        _result_ticket_follows(record, ticket, now)
     if now != ticket:
         if isinstance(now, str) and now:
             record["labels"]["ticket"] = now
@@ -548,6 +555,32 @@ def _masked_record(record: dict[str, Any], rules: Sequence[LogMaskRule]) -> dict
     record["masked"] = list(dict.fromkeys(masked))
     record["erased"] = list(dict.fromkeys(record["erased"]))
     return record
+
+
+#: Where a record's result holds the ticket (the decision's ``request_id``).
+_RESULT_TICKET = "/result/request_id"
+
+
+def _result_ticket_follows(record: dict[str, Any], ticket: str, now: Any) -> None:
+    """Make ``result.request_id`` say what ``input.request.id`` says once masked.
+
+    The decision carries its request's id: a rule that erases or replaces the
+    input's ticket, or the credential pass, treats both copies alike, and a
+    ticket number (a run of digits) kept in the input is kept in the result.
+    """
+    result = record.get("result")
+    if not isinstance(result, dict) or "request_id" not in result or result["request_id"] == now:
+        return
+    masked, erased = record["masked"], record["erased"]
+    if _RESULT_TICKET in masked:
+        masked.remove(_RESULT_TICKET)
+    if isinstance(now, str) and now:
+        result["request_id"] = now
+        if now != ticket:
+            masked.append(_RESULT_TICKET)
+    else:
+        del result["request_id"]
+        erased.append(_RESULT_TICKET)
 
 
 def _loggable_ticket(ticket: str) -> str:

@@ -1014,6 +1014,16 @@ class Decision(Verdict):
     policy_revision: str
     decision_id: str
     input_digest: str
+    #: What the decision is about, copied from the request it was made for, so
+    #: that a caller (a ticketing write-back, a guard) need not keep the
+    #: request beside it. Additive (SPEC §6): ``None`` only on a decision
+    #: built by hand without them, and then left out of ``to_dict()``.
+    request_id: TicketId | None = None
+    """The request's ``request.id`` (the ticket), as spelled."""
+    action: Action | None = None
+    """The request's ``request.action``."""
+    target_id: Identifier | None = None
+    """The request's ``target.id`` (canonical form). An identifier: the decision log masks it like ``target.id``."""
     #: The policy exceptions whose scope this decision touched (see
     #: :mod:`helpdesk_policy.policy_exceptions`); at most one ``applied``.
     exceptions: list[ExceptionEffect] = Field(default_factory=list)

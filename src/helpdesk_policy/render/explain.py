@@ -265,7 +265,8 @@ _OBLIGATION_ORDER = (
 )
 
 
-def _in_work_order(obligations: list[Obligation]) -> list[Obligation]:
+def in_work_order(obligations: list[Obligation]) -> list[Obligation]:
+    """``obligations`` in the order a helpdesk agent carries them out (unknown codes last, by code)."""
     known = {code: i for i, code in enumerate(_OBLIGATION_ORDER)}
     return sorted(obligations, key=lambda o: (known.get(o.code, len(known)), o.code))
 
@@ -490,7 +491,7 @@ def render_explain(decision: Decision, request: Request | Mapping[str, Any]) -> 
                 "attempt and escalate to security."
             )
         steps.append(_action_step(decision, req))
-    steps.extend(describe_obligation(ob, action=info.action) for ob in _in_work_order(decision.obligations))
+    steps.extend(describe_obligation(ob, action=info.action) for ob in in_work_order(decision.obligations))
 
     verdict = "allowed" if decision.allowed else "denied"
     lines = [
