@@ -4,6 +4,7 @@ Commands::
 
     helpdesk-policy decide FILE... | -     decisions as JSON (or --format text)
     helpdesk-policy explain FILE | -      the decision as numbered steps for a helpdesk agent
+        [--audience requester]            ... or what to tell the requester (no reasons, no risk signals)
     helpdesk-policy schema request|decision|config   JSON Schema
 
 A FILE holds one request object or a JSON array of them; ``-`` reads stdin.
@@ -255,19 +256,23 @@ def decide(files: tuple[str, ...], settings: EngineSettings, fmt: str, fail_on_d
 
 @click.command("explain")
 @click.argument("file")
+@click.option("--audience", type=click.Choice(["agent", "requester"]), default="agent", show_default=True,
+              help="agent: the helpdesk agent's numbered steps, with the reasons; requester: what to tell the "
+                   "person asking (what happens next, never a reason or risk signal).")
 @engine_options
-def explain(file: str, settings: EngineSettings) -> None:
-    """Explain the decision for the request in FILE as numbered steps for a helpdesk agent.
+def explain(file: str, audience: str, settings: EngineSettings) -> None:
+    """Explain the decision for the request in FILE: numbered steps for a helpdesk agent,
+    or with --audience requester what to tell the requester.
 
     Takes exactly one FILE ('-' reads stdin) holding one request object; a JSON
     array of requests is explained one after the other.
     """
-    from ..render import render_explain
+    from ..render import explain as render_for
 
     items, single = _read_items((file,))
     requests = _parse(items, single)
     with _policy(settings) as policy:
-        texts = [render_explain(policy.decide(r), r) for r in requests]
+        texts = [render_for(policy.decide(r), r, audience=audience) for r in requests]  # type: ignore[arg-type]
     click.echo("\n\n".join(texts))
 
 

@@ -5,6 +5,12 @@
 * :mod:`~helpdesk_policy.render.explain` — :func:`render_explain`, the
   numbered steps a helpdesk agent follows (the room for more audiences and
   formats: the requester, ticket work notes);
+* :mod:`~helpdesk_policy.render.audience` — :func:`explain`, one decision for
+  either audience: the helpdesk agent's steps, or what to tell the requester
+  (what happens next, never a risk signal that would coach an attacker).
+  ``helpdesk_policy.render.explain`` is this function; the module of the same
+  name is imported by its full path (``from helpdesk_policy.render.explain
+  import render_explain``);
 * :mod:`~helpdesk_policy.render.sanitize` — :func:`printable`, which every
   value from a request or an engine goes through before it is written.
 
@@ -29,9 +35,10 @@ Decision: SELF_SERVICE (allowed)
 
 from __future__ import annotations
 
+from .audience import REQUESTER_TEXTS, Audience, explain, requester_text
 from .explain import describe_action, render_explain
 from .sanitize import printable
 from .text import describe_approver, describe_callback, describe_obligation, render_text
 
-__all__ = ["render_text", "render_explain", "describe_obligation", "describe_approver", "describe_callback",
-           "describe_action", "printable"]
+__all__ = ["render_text", "render_explain", "explain", "requester_text", "REQUESTER_TEXTS", "Audience",
+           "describe_obligation", "describe_approver", "describe_callback", "describe_action", "printable"]
