@@ -51,7 +51,7 @@ ROOMS: dict[str, str] = {
     "pytest_plugin": "testing",
     "ci": "ci",
     "cli": "cli",
-    # Subsystems to come, declared now: they sit above the facade.
+    # Subsystems above the facade: the ledger, agents, ticketing integrations, the service.
     "ledger": "ledger",
     "agents": "agents",
     "integrations": "integrations",

@@ -195,3 +195,29 @@ def test_the_lifecycle_example_runs_on_postgresql_with_one_flag() -> None:
 def test_the_readme_shown_lines_check_can_fail() -> None:
     with pytest.raises(AssertionError, match="does not print"):
         _assert_shown(["INC-5101 callback: …", "INC-5101 closed: closable=False"], "INC-5101 callback: x\nINC-5101 closed: closable=True\n")
+
+
+def test_the_integrators_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # it reads examples/ticketing/…
+    (code,) = _blocks(_section("For ticketing integrators: ServiceNow, Jira Service Management, Zendesk"), "python")
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["decision"].level.value == "callback"
+    assert namespace["decision"].request_id == namespace["request"].request.id
+    assert "Checklist" in namespace["patch"]["work_notes"]
+
+
+def test_the_chatbot_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(ROOT)  # it reads examples/chatbot/inventory.yaml
+    code = _blocks(_section("For chatbot and AI agent builders"), "python")[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert capsys.readouterr().out.splitlines()[0] == "perform"
+    assert [t["function"]["name"] for t in namespace["tools"]] == ["decide", "explain", "authorize"]
+    assert all(t["function"]["strict"] is True for t in namespace["tools"])
+    from helpdesk_policy.agents import PermitReplayedError
+
+    # The permit was consumed in the example: a second use is refused.
+    with pytest.raises(PermitReplayedError):
+        namespace["runner"].guard.consume(namespace["result"].permit, namespace["result"].request)
+    namespace["policy"].close()

@@ -16,7 +16,9 @@ Commands, and the module that defines them:
 * ``exceptions grant|list|show|revoke`` — :mod:`helpdesk_policy.cli.exceptions`:
   policy exceptions in the ledger (:mod:`helpdesk_policy.ledger.exceptions`);
 * ``report`` — :mod:`helpdesk_policy.cli.report`: the compliance report over the
-  ledger or a JSON-lines decision log (:mod:`helpdesk_policy.ledger.report`).
+  ledger or a JSON-lines decision log (:mod:`helpdesk_policy.ledger.report`);
+* ``serve`` — :mod:`helpdesk_policy.cli.serve`: the HTTP decision service
+  (:mod:`helpdesk_policy.service`), wired to the guard and the ticketing webhooks.
 
 Exit codes of the deciding commands (``EXIT_*`` here): 0 decided (a deny is a
 decision), 1 ``--fail-on-deny`` saw a deny, 2 invalid input or usage, 3 an
@@ -43,6 +45,7 @@ from .decide import EXIT_DENY, EXIT_ENGINE, EXIT_INVALID, EXIT_OK, decide, expla
 from .obligations import obligations
 from .exceptions import exceptions
 from .report import report
+from .serve import serve
 
 __all__ = ["main", "EXIT_OK", "EXIT_DENY", "EXIT_INVALID", "EXIT_ENGINE"]
 
@@ -97,3 +100,4 @@ main.add_command(audit)
 main.add_command(obligations)
 main.add_command(exceptions)
 main.add_command(report)
+main.add_command(serve)
