@@ -4,6 +4,7 @@ envelope, the log sink and what its records keep of identifiers, closing (sync a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -117,6 +118,45 @@ def test_importing_the_package_does_not_import_engines() -> None:
     code = "import helpdesk_policy, sys; print(sorted(m for m in ('regopy', 'opa_client', 'requests', 'aiohttp', 'hypothesis') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_cold_start_loads_only_what_deciding_needs() -> None:
+    """Importing the package, building a native policy and deciding once
+    (issue 13: the cold start) load no asyncio, no PyYAML (the stock config
+    and catalogue come from their JSON copy), no thread pool, and neither the
+    evidence checks nor the policy exceptions; a decision log loads the
+    package metadata (its version label) only then."""
+    import subprocess
+
+    code = (
+        "import sys, json; from helpdesk_policy import HelpdeskPolicy;"
+        f"p = HelpdeskPolicy(engine='native'); d = p.decide(json.loads({json.dumps(json.dumps(REQUEST))}));"
+        "print(sorted(m for m in ('asyncio', 'yaml', 'concurrent.futures', 'helpdesk_policy.evidence',"
+        " 'helpdesk_policy.policy_exceptions', 'helpdesk_policy.regocheck', 'helpdesk_policy.replay')"
+        " if m in sys.modules)); print(d.level.value)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "step_up"]
+
+
+def test_a_policy_without_a_log_sink_reads_no_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    facade._package_version.cache_clear()
+    calls: list[str] = []
+    real = facade._package_version.__wrapped__
+
+    def counted() -> str:
+        calls.append("read")
+        return real()
+
+    monkeypatch.setattr(facade, "_package_version", functools.cache(counted))
+    policy = HelpdeskPolicy(engine="native")
+    policy.decide(REQUEST)
+    assert calls == []
+    records: list[dict[str, Any]] = []
+    policy.log_sink = records.append
+    policy.decide(REQUEST)
+    policy.decide(REQUEST)
+    assert calls == ["read"] and records[0]["labels"]["version"] == real() == records[1]["labels"]["version"]
 
 
 def test_decision_envelope() -> None:

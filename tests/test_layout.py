@@ -42,9 +42,12 @@ ROOMS: dict[str, str] = {
     "evidence": "core",
     "credentials": "core",
     "policy_exceptions": "core",
+    "cache": "core",
     "engines": "engines",
     "chain": "chain",
     "facade": "facade",
+    # Parallel replay: worker processes for decide_many and diff (it never imports the facade).
+    "replay": "facade",
     "render": "render",
     "bundle": "bundle",
     "testing": "testing",

@@ -883,3 +883,246 @@ def test_config_environments_are_written_in_the_form_requests_are_compared_in() 
     with pytest.raises(InvalidConfigError, match="lower case") as info:
         load_config({"non_production_environments": ["staging", "UAT"]})
     assert [p.split(".")[0] for p in info.value.paths] == ["non_production_environments"]
+
+
+# ------------------------------ decision_id and input_digest, worked out when first read
+
+
+def _digest_by_hand(req: Request) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(req.model_dump_json().encode()).hexdigest()
+
+
+def _pending_decision(req: Request | dict[str, Any]) -> Decision:
+    """A decision as the facade's hot path builds it: both fields still pending."""
+    from helpdesk_policy.models import DigestOf, PendingDecisionId
+
+    decision = _native_policy().decide(req)  # the native engine: no cache, nothing reads them
+    assert isinstance(decision.__dict__["input_digest"], DigestOf)
+    assert isinstance(decision.__dict__["decision_id"], PendingDecisionId)
+    return decision
+
+
+@settings(max_examples=60)
+@given(req=requests())
+def test_a_lazy_digest_equals_the_eager_one_and_the_json_is_unchanged(req: Request) -> None:
+    lazy = _pending_decision(req)
+    # The same decision with both fields given up front, as before.
+    eager = construct_trusted(Decision, {**lazy.__dict__, "decision_id": "fixed-id",
+                                         "input_digest": _digest_by_hand(req)})
+    assert lazy.model_dump_json() == eager.model_dump_json().replace("fixed-id", lazy.decision_id)
+    assert lazy.input_digest == _digest_by_hand(req) == input_digest(req)
+    assert lazy.to_json() == eager.to_json().replace("fixed-id", lazy.decision_id)
+    assert lazy.model_dump() == {**eager.model_dump(), "decision_id": lazy.decision_id}
+    assert list(lazy.model_dump()) == list(Decision.model_fields)  # the field order, both fields in place
+
+
+def test_a_pending_decision_pickles_as_itself() -> None:
+    import pickle
+
+    decision = _pending_decision(REQUEST)
+    back = pickle.loads(pickle.dumps(decision))
+    assert back == decision
+    assert (back.decision_id, back.input_digest) == (decision.decision_id, decision.input_digest)
+    assert isinstance(back.__dict__["decision_id"], str) and isinstance(back.__dict__["input_digest"], str)
+    assert back.to_json() == decision.to_json()
+
+
+def test_every_copy_of_a_pending_decision_is_the_same_decision() -> None:
+    decision = _pending_decision(REQUEST)
+    shallow, deep = copy.copy(decision), copy.deepcopy(decision)
+    plain, updated = decision.model_copy(), decision.model_copy(update={"engine": "x"})
+    assert {d.decision_id for d in (decision, shallow, deep, plain, updated)} == {decision.decision_id}
+    assert {d.input_digest for d in (decision, shallow, deep, plain, updated)} == {_digest_by_hand(
+        parse_request(REQUEST))}
+    assert shallow == decision == deep == plain and updated != decision
+
+
+def test_two_decisions_of_one_request_differ_only_by_their_ids() -> None:
+    first, second = _pending_decision(REQUEST), _pending_decision(REQUEST)
+    assert first != second  # compared before either id was read: each draws its own
+    assert first.decision_id != second.decision_id and first.input_digest == second.input_digest
+    assert {**first.model_dump(), "decision_id": ""} == {**second.model_dump(), "decision_id": ""}
+
+
+def test_a_pending_decision_prints_and_iterates_its_values() -> None:
+    decision = _pending_decision(REQUEST)
+    text = repr(decision)
+    assert f"decision_id='{decision.decision_id}'" in text and "input_digest='sha256:" in text
+    assert dict(decision)["input_digest"] == decision.input_digest
+    assert str(decision).count(decision.decision_id) == 1
+
+
+def test_threads_reading_a_pending_id_read_one_id() -> None:
+    import threading
+
+    for _ in range(20):
+        decision = _pending_decision(REQUEST)
+        seen: list[str] = []
+        start = threading.Barrier(8)
+
+        def read() -> None:
+            start.wait()
+            seen.append(decision.decision_id)
+
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(seen) == 8 and set(seen) == {decision.decision_id}
+
+
+def test_a_decision_inside_another_model_dumps_its_pending_fields() -> None:
+    from pydantic import BaseModel
+
+    class Envelope(BaseModel):
+        decision: Decision
+        note: str = "x"
+
+    decision = _pending_decision(REQUEST)
+    doc = json.loads(Envelope(decision=decision).model_dump_json())
+    assert doc["decision"]["decision_id"] == decision.decision_id
+    assert doc["decision"]["input_digest"] == decision.input_digest
+
+
+def test_the_decision_schema_and_fields_are_unchanged() -> None:
+    for mode in ("validation", "serialization"):
+        schema = Decision.model_json_schema(mode=mode)  # type: ignore[arg-type]
+        assert schema["properties"]["decision_id"] == {"title": "Decision Id", "type": "string"}
+        assert schema["properties"]["input_digest"] == {"title": "Input Digest", "type": "string"}
+        assert {"decision_id", "input_digest"} <= set(schema["required"])
+        assert schema["description"].startswith("A decision for one request (the decision contract)")
+
+    class Annotated_(Decision):
+        note: str = ""
+
+    assert Annotated_.model_fields["decision_id"].is_required()
+    built = Decision.model_validate({**_pending_decision(REQUEST).model_dump(), "decision_id": "d-1"})
+    assert (built.decision_id, type(built.__dict__["input_digest"])) == ("d-1", str)
+    with pytest.raises(Exception, match="frozen"):
+        built.decision_id = "d-2"  # type: ignore[misc]
+    assert not hasattr(Decision, "decision_id")  # no class attribute (pydantic would read it as a default)
+    assert "decision_id" not in Decision.model_construct().__dict__ and not hasattr(Decision.model_construct(),
+                                                                                    "decision_id")
+
+
+def test_new_decision_ids_are_version_4_uuids() -> None:
+    import re
+    import uuid
+
+    from helpdesk_policy.models import new_decision_id
+
+    ids = [new_decision_id() for _ in range(500)]
+    assert len(set(ids)) == 500
+    shape = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    assert all(shape.match(i) for i in ids)
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 and str(uuid.UUID(i)) == i
+               for i in ids)
+
+
+def test_a_plain_dict_request_with_dict_subclass_sections_is_validated_alike() -> None:
+    from collections import OrderedDict
+
+    plain = parse_request(REQUEST)
+    assert parse_request(OrderedDict(REQUEST)) == plain
+    assert parse_request({**REQUEST, "target": OrderedDict(REQUEST["target"])}) == plain
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request({**REQUEST, "target": OrderedDict({**REQUEST["target"], "privilege_tier": 99})})
+    assert info.value.paths == ["target.privilege_tier"]
+
+
+def test_the_config_and_the_evidence_checks_agree_on_the_default_window() -> None:
+    from helpdesk_policy import config, evidence
+
+    assert config.DEFAULT_WINDOW_HOURS == evidence.DEFAULT_WINDOW_HOURS == 72
+    assert load_config().evidence_window_hours == 72
+
+
+def test_field_descriptions_are_fields_not_docstrings() -> None:
+    """The models describe their fields with ``Field(description=...)``: an
+    attribute docstring would be read by nobody (they are not parsed at
+    import, ``use_attribute_docstrings`` is off), and its text would be
+    missing from the JSON Schema."""
+    from pydantic import BaseModel
+    from pydantic._internal._docs_extraction import extract_docstrings_from_cls
+
+    from helpdesk_policy import models
+
+    classes = [c for c in vars(models).values() if isinstance(c, type) and issubclass(c, BaseModel)
+               and c.__module__ == models.__name__]
+    assert {c.__name__ for c in classes} >= {"Request", "RequestInfo", "Actor", "Target", "Context", "Decision"}
+    for cls in classes:
+        assert not cls.model_config.get("use_attribute_docstrings"), cls.__name__
+        assert extract_docstrings_from_cls(cls, use_inspect=True) == {}, cls.__name__
+    described = {n: f.description for n, f in Decision.model_fields.items() if f.description}
+    assert described == {
+        "request_id": "The request's ``request.id`` (the ticket), as spelled.",
+        "action": "The request's ``request.action``.",
+        "target_id": "The request's ``target.id`` (canonical form). An identifier: the decision log masks it "
+                     "like ``target.id``.",
+    }
+    assert Request.model_fields["request"].description is None
+    assert models.Actor.model_fields["id"].description == (
+        "The requester's identity (canonical form; from the session, not the caller's word).")
+
+
+def test_the_stock_documents_cache_is_current() -> None:
+    """stock_documents.json holds config.yaml and reasons.yaml parsed, for the
+    bytes now on disk: after editing either, run ``python -m helpdesk_policy.config``."""
+    import hashlib
+
+    from helpdesk_policy import config
+    from helpdesk_policy.loading import load_yaml
+    from helpdesk_policy.resources import stock_policy_dir
+
+    cache = json.loads(config.STOCK_CACHE.read_text(encoding="utf-8"))
+    assert set(cache) == {"about", "config.yaml", "reasons.yaml"}
+    for name in config.STOCK_DOCUMENTS:
+        path = stock_policy_dir() / name
+        assert cache[name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), (
+            f"{name} changed: run python -m helpdesk_policy.config")
+        assert cache[name]["document"] == load_yaml(path.read_text(encoding="utf-8"), source=name)
+
+
+def test_the_stock_documents_cache_is_used_only_for_the_bytes_it_was_made_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    from helpdesk_policy import config
+    from helpdesk_policy.loading import load_yaml
+    from helpdesk_policy.resources import stock_policy_dir
+
+    path = stock_policy_dir() / "config.yaml"
+    parsed = load_yaml(path.read_text(encoding="utf-8"), source="config.yaml")
+    fake = tmp_path / "cache.json"
+    monkeypatch.setattr(config, "STOCK_CACHE", fake)
+    # Made from these bytes: used as it is (this one says something the file does not).
+    fake.write_text(json.dumps({"config.yaml": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                "document": {"from": "the cache"}}}), encoding="utf-8")
+    first = config.read_mapping_file(path)
+    assert first == {"from": "the cache"}
+    first["edited"] = True
+    assert config.read_mapping_file(path) == {"from": "the cache"}  # each caller gets its own copy
+    # Made from other bytes, missing, or not JSON: the file itself is read.
+    for text in (json.dumps({"config.yaml": {"sha256": "0" * 64, "document": {"from": "the cache"}}}), "{", None):
+        if text is None:
+            fake.unlink()
+        else:
+            fake.write_text(text, encoding="utf-8")
+        assert config.read_mapping_file(path) == parsed
+    # Only the package's own files: a copy elsewhere is read as YAML, strictly.
+    copy_ = tmp_path / "config.yaml"
+    copy_.write_bytes(path.read_bytes())
+    fake.write_text(json.dumps({"config.yaml": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                "document": {"from": "the cache"}}}), encoding="utf-8")
+    assert config.read_mapping_file(copy_) == parsed
+
+
+def test_write_stock_cache_writes_what_is_checked_in(tmp_path: Path) -> None:
+    from helpdesk_policy import config
+
+    written = config.write_stock_cache(tmp_path / "out.json")
+    assert json.loads(written.read_text(encoding="utf-8")) == json.loads(config.STOCK_CACHE.read_text(encoding="utf-8"))

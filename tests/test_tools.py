@@ -538,6 +538,14 @@ def _fragments(message: str, n: int = 4) -> set[str]:
     return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
+#: Every word the requester texts are made of (they are fixed sentences, chosen by level and action).
+_TEMPLATE_WORDS = frozenset(
+    w for name, value in vars(__import__("helpdesk_policy.render.audience", fromlist=["_"])).items()
+    if name.startswith("_") and name.isupper() or name == "REQUESTER_TEXTS"
+    for text in (value.values() if isinstance(value, dict) else [value]) if isinstance(text, str)
+    for w in re.findall(r"[\w.@-]+", text.lower()))
+
+
 @given(req=requests())
 def test_the_requester_text_never_coaches(policy: Any, req: Any, example_counts: Any) -> None:
     example_counts["tools/requester-text"] += 1
@@ -558,7 +566,8 @@ def test_the_requester_text_never_coaches(policy: Any, req: Any, example_counts:
     ids = [req.request.id, req.actor.id, req.target.id, req.actor.on_behalf_of, req.actor.runs_as,
            req.target.manager, *req.target.owners]
     for ident in ids:
-        if ident is not None and len(ident) >= 3:
+        # An id spelled like a word of the fixed texts ("phone", "service") is that word, not a leak.
+        if ident is not None and len(ident) >= 3 and ident.lower() not in _TEMPLATE_WORDS:
             assert ident.lower() not in tokens, ident
     assert "\n" not in text and text.strip() == text
 

@@ -37,21 +37,23 @@ builds a chain and turns what it answers into a
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import inspect
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .digest import mask_credentials
-from .engines.base import Engine, checked_verdict
+from .engines.base import Engine, _trusted_verdicts, checked_verdict
 from .engines.native import EVIDENCE_FIELDS, NativeEngine
 from .errors import EngineError, EngineTimeoutError
 from .levels import Level
 from .models import NO_ENGINE, Request, Verdict
+
+if TYPE_CHECKING:
+    # asyncio and the thread pool are imported when first needed (adecide, a
+    # timeout): a process that decides synchronously never loads them.
+    import concurrent.futures
 
 __all__ = ["EngineChain", "ChainAnswer", "FORMAL_PROCESS"]
 
@@ -64,9 +66,11 @@ FORMAL_PROCESS = (
 )
 
 
-@dataclass(frozen=True)
-class ChainAnswer:
-    """What the chain decided for one request, and how it got there."""
+class ChainAnswer(NamedTuple):
+    """What the chain decided for one request, and how it got there.
+
+    Immutable (a named tuple: built once per decision, on the hot path).
+    """
 
     verdict: Verdict
     #: The name of the engine that answered, or :data:`NO_ENGINE` for the strict verdict.
@@ -109,8 +113,14 @@ class EngineChain:
         errors: list[str] = []
         for position, engine in enumerate(self.engines):
             try:
-                upstream_id, raw = _upstream_decision_id(self._run(engine, req))
-                verdict = checked_verdict(engine, raw)
+                raw = self._run(engine, req)
+                if type(raw) is Verdict and _trusted_verdicts(engine):
+                    # The native engine's own verdict (the hot path): what the two calls below
+                    # would find, without their checks (a Verdict carries no decision id).
+                    upstream_id, verdict = None, raw
+                else:
+                    upstream_id, raw = _upstream_decision_id(raw)
+                    verdict = checked_verdict(engine, raw)
             except Exception as exc:  # noqa: BLE001 - any engine failure moves down the chain
                 errors.append(self._failed(engine, exc))
                 continue
@@ -119,6 +129,8 @@ class EngineChain:
 
     async def adecide(self, req: Request) -> ChainAnswer:
         """Async twin of :meth:`decide`: engines run without blocking the event loop."""
+        import asyncio
+
         errors: list[str] = []
         for position, engine in enumerate(self.engines):
             try:
@@ -170,6 +182,8 @@ class EngineChain:
         # denies would fail "closed" at the strict level instead (BUG-4).
         if self.timeout is None or _runs_inline(engine):
             return engine.evaluate(req)
+        import concurrent.futures
+
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="helpdesk-policy")
         future = self._pool.submit(engine.evaluate, req)

@@ -17,6 +17,7 @@ would make a *less* trusted channel get a *lower* level.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from .errors import DocumentError, FieldError, InvalidConfigError, field_errors_from_pydantic
-from .evidence import DEFAULT_WINDOW_HOURS
 from .levels import Level
 from .loading import load_document
 from .models import (
@@ -43,6 +43,11 @@ from .models import (
     printable_problem,
 )
 from .resources import stock_policy_dir
+
+#: :data:`helpdesk_policy.evidence.DEFAULT_WINDOW_HOURS`, spelled here so that
+#: loading a config does not import the evidence models (a cold start never
+#: needs them); tests/test_models.py checks the two agree.
+DEFAULT_WINDOW_HOURS = 72
 
 __all__ = ["PolicyConfig", "load_config", "DEFAULT_CONFIG_FILE"]
 
@@ -303,11 +308,72 @@ def read_mapping_file(path: Path) -> dict[str, Any]:
         InvalidConfigError: the file cannot be read, is not strict JSON/YAML (a
             duplicated key is an error, not "the last one wins"), or holds no mapping.
     """
+    package_data = path.parent == stock_policy_dir()
+    if package_data:
+        cached = _from_stock_cache(path)
+        if cached is not None:
+            return cached
     try:
-        data = load_document(path)
+        # The files shipped in the package (the stock config and reason
+        # catalogue, read at every start) are the library's own: read with
+        # libyaml where there is one. Every other file is read strictly.
+        data = load_document(path, package_data=package_data)
     except DocumentError as exc:
         where = exc.source if exc.line is None else f"{exc.source}: line {exc.line}"
         raise InvalidConfigError([FieldError(where, exc.detail)]) from None
     if not isinstance(data, dict):
         raise InvalidConfigError([FieldError(str(path), "must contain a mapping at the top level")])
     return data
+
+
+#: The stock documents shipped in the package (``config.yaml`` and the
+#: reason catalogue ``reasons.yaml``, read at every start), already parsed,
+#: each with the sha256 of the bytes it was parsed from: reading one then
+#: needs neither PyYAML nor a YAML parse. A document whose file no longer
+#: has those bytes is read from the file. Written by :func:`write_stock_cache`
+#: (``python -m helpdesk_policy.config``); tests/test_models.py checks it is current.
+STOCK_CACHE = Path(__file__).with_name("stock_documents.json")
+
+#: The documents :data:`STOCK_CACHE` holds, by file name in the stock policy directory.
+STOCK_DOCUMENTS = (DEFAULT_CONFIG_FILE, "reasons.yaml")
+
+
+def _from_stock_cache(path: Path) -> dict[str, Any] | None:
+    """The stock document at ``path`` from :data:`STOCK_CACHE` (fresh objects), or None when it is not there as is."""
+    try:
+        data = path.read_bytes()
+        cache = json.loads(STOCK_CACHE.read_bytes())
+    except (OSError, ValueError):
+        return None
+    entry = cache.get(path.name) if isinstance(cache, dict) else None
+    if not isinstance(entry, dict) or entry.get("sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    document = entry.get("document")
+    return document if isinstance(document, dict) else None
+
+
+def write_stock_cache(target: Path | None = None) -> Path:
+    """Write :data:`STOCK_CACHE` from the stock documents (after editing one of them).
+
+    Raises:
+        InvalidConfigError: a stock document cannot be read, or does not survive
+            a JSON round trip unchanged (so it cannot be cached).
+    """
+    cache: dict[str, Any] = {"about": "The stock config.yaml and reasons.yaml, parsed; written by "
+                                      "`python -m helpdesk_policy.config`. Do not edit."}
+    for name in STOCK_DOCUMENTS:
+        path = stock_policy_dir() / name
+        try:
+            document = load_document(path)
+        except DocumentError as exc:
+            raise InvalidConfigError([FieldError(str(path), exc.detail)]) from None
+        if json.loads(json.dumps(document)) != document:
+            raise InvalidConfigError([FieldError(str(path), "does not survive a JSON round trip")])
+        cache[name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "document": document}
+    target = STOCK_CACHE if target is None else target
+    target.write_text(json.dumps(cache, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return target
+
+
+if __name__ == "__main__":  # pragma: no cover - the maintainer's command
+    print(f"wrote {write_stock_cache()}")

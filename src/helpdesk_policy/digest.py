@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from .credentials import CREDENTIAL_MASK, looks_like_credential
 from .errors import FieldError, InvalidConfigError
-from .models import Decision, Request
+from .models import Decision, Request, input_digest  # input_digest is defined beside the Decision it fills
 
 __all__ = [
     "input_digest", "redact", "redact_decision", "pseudonym", "REDACTED", "LogIdentifiers", "LOG_IDENTIFIER_MODES",
@@ -61,12 +61,6 @@ IDENTIFIER_FIELDS: tuple[tuple[str, str], ...] = (
 DECISION_IDENTIFIER_FIELDS: tuple[tuple[str, str], ...] = (
     ("approver", "ids"), ("approver", "exclude"), ("callback", "ids"),
 )
-
-
-def input_digest(request: Request) -> str:
-    """``sha256:<hex>`` of the request's canonical JSON (field order is the model's)."""
-    # The serializer's bytes output skips a str round trip (hot path).
-    return "sha256:" + hashlib.sha256(request.__pydantic_serializer__.to_json(request)).hexdigest()
 
 
 def pseudonym(identifier: str, key: bytes | None = None) -> str:

@@ -21,20 +21,20 @@ and an optional decision-log record.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# asyncio, importlib.metadata, the evidence checks and the policy exceptions
+# are imported where they are used: a process that only decides (a cold
+# start: import, build a policy, decide) never needs them.
+from .cache import DEFAULT_CACHE_SIZE, CacheInfo, DecisionCache, nondeterministic_calls
 from .chain import ChainAnswer, EngineChain
 from .config import PolicyConfig
 from .credentials import CREDENTIAL_MASK, ticket_id_looks_like_credential
@@ -50,13 +50,16 @@ from .digest import (
     redact_decision,
 )
 from .engines import Engine, load_engine
-from .evidence import Evidence, Verification
-from .evidence import verify as verify_evidence
 from .engines.native import NativeEngine
 from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError
-from .models import Decision, Request, construct_trusted, parse_request
-from .policy_exceptions import ExceptionSource, PolicyException, apply_exceptions
+from .models import Decision, DigestOf, PendingDecisionId, Request, Verdict, construct_trusted, parse_request
 from .policyset import PolicySet
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .evidence import Evidence, Verification
+    from .policy_exceptions import ExceptionSource, PolicyException
 
 __all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
 
@@ -178,6 +181,31 @@ class HelpdeskPolicy:
             (:func:`~helpdesk_policy.credentials.looks_like_credential`: an
             API key, a token, a one-time or recovery code, ``password=…``)
             becomes ``"[masked:credential]"`` with its pointer in ``masked``.
+        cache_size: how many engine verdicts the decision cache keeps
+            (:mod:`helpdesk_policy.cache`; least recently used dropped
+            first); ``0`` turns it off. A request decided again under the
+            same policy revision (a ticket decided when opened, updated and
+            closed) gets the verdict its first decision's engine gave,
+            without asking the engines; each decision still has its own
+            ``decision_id`` and decision-log record, and the policy
+            exceptions are applied to every one. Only a verdict the first
+            engine of the chain gave is kept (never a degraded or fail-closed
+            answer). ``None`` (the default):
+            :data:`~helpdesk_policy.cache.DEFAULT_CACHE_SIZE` in front of the
+            ``rego`` engine (``"auto"`` included), where a hit takes tens of
+            microseconds and a miss milliseconds; off in front of the native
+            engine, which decides in about the time a lookup takes (the key
+            is the request's digest: it pays when most requests repeat, or
+            when a ``log_sink`` needs the digest anyway), and in front of
+            ``opa``, whose server logs each decision under the id the
+            decision carries (a hit would never reach it). Give a size to
+            turn it on there. The cache is off, with the reason logged at
+            INFO and given by :meth:`cache_info`, when the policy set's Rego
+            calls a builtin whose answer is not a function of the request
+            (the clock, the network, a random source, ``opa.runtime``: see
+            :data:`~helpdesk_policy.cache.NONDETERMINISTIC_BUILTINS`), or when
+            the first engine is not one of the library's own (``rego``,
+            ``native``, ``opa``).
 
     A decision-log record is a dict with the keys ``decision_id``,
     ``timestamp`` (UTC, ISO 8601), ``path`` (``"helpdesk/decision"``),
@@ -207,7 +235,7 @@ class HelpdeskPolicy:
             native engine then decides and decisions say ``engine: "native"``,
             ``degraded: false`` (a missing optional install is not a fault).
         InvalidConfigError: ``log_identifiers``, ``log_pseudonym_key``,
-            ``log_labels`` or a ``log_mask`` rule is invalid.
+            ``log_labels``, a ``log_mask`` rule or ``cache_size`` is invalid.
     """
 
     def __init__(
@@ -225,12 +253,19 @@ class HelpdeskPolicy:
         log_labels: Mapping[str, str] | None = None,
         exceptions: ExceptionSource | None = None,
         log_mask: Sequence[str | Mapping[str, Any]] | None = None,
+        cache_size: int | None = None,
     ) -> None:
+        if cache_size is not None and (isinstance(cache_size, bool) or not isinstance(cache_size, int)
+                                       or cache_size < 0):
+            raise InvalidConfigError([FieldError("cache_size", "must be None or a whole number of at least 0 "
+                                                               "(0 turns the decision cache off)")])
         self._log_identifiers, self._log_key = _log_masking(log_identifiers, log_pseudonym_key)
         if exceptions is not None and not callable(getattr(exceptions, "exceptions_for", None)):
             raise InvalidConfigError([FieldError("exceptions", "must have an exceptions_for(target_id, action) method "
                                                                "(an ExceptionSource such as ExceptionRegistry)")])
-        self._log_labels = {"app": "helpdesk-policy", "version": _package_version(), **_log_labels(log_labels)}
+        # The version label is read from the distribution's metadata when a
+        # record first needs it (the _log_labels property), not here.
+        self._given_log_labels = _log_labels(log_labels)
         self._log_mask: tuple[LogMaskRule, ...] = parse_log_mask(log_mask)
         self.policy_set = PolicySet.load(policy_dir, config)
         self.config = self.policy_set.config
@@ -261,6 +296,7 @@ class HelpdeskPolicy:
         #: How many times the exception source failed (each decision then stood as the policy made it).
         self.exception_lookup_failures = 0
         self._failures_lock = threading.Lock()
+        self._cache = self._decision_cache(cache_size)
 
     # ------------------------------------------------------------------ public
 
@@ -282,6 +318,11 @@ class HelpdeskPolicy:
     def policy_revision(self) -> str:
         return self.policy_set.revision
 
+    @functools.cached_property
+    def _log_labels(self) -> dict[str, str]:
+        """The labels every decision-log record carries but ``ticket`` (read when a record first needs them)."""
+        return {"app": "helpdesk-policy", "version": _package_version(), **self._given_log_labels}
+
     @property
     def engine_names(self) -> list[str]:
         return [e.name for e in self.engines]
@@ -293,18 +334,64 @@ class HelpdeskPolicy:
             InvalidRequestError: the request is invalid; every bad field is listed.
         """
         req = parse_request(request)
-        started = time.perf_counter_ns()
-        answer = self.chain.decide(req)
+        cache = self._cache
+        if cache.enabled:
+            digest: str | DigestOf = input_digest(req)
+            key = (self._revision, digest)
+            started = time.perf_counter_ns()
+            answer = self._cached(cache.get(key))
+            if answer is None:
+                answer = self.chain.decide(req)
+                self._keep(key, answer)
+        else:
+            # Worked out only if something reads it (the decision log does).
+            digest = DigestOf(req)
+            started = time.perf_counter_ns()
+            answer = self.chain.decide(req)
         elapsed = time.perf_counter_ns() - started
-        decision = self._finish(req, answer)
+        decision = self._finish(req, answer, digest=digest)
         if self.log_sink is not None:
             self._deliver(self._record(req, decision, answer.errors, elapsed))
         return decision
 
-    def decide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
-        """Decide several requests. All are validated first: one invalid request
-        raises :class:`InvalidRequestError` listing bad fields as ``[i].path``."""
-        return [self.decide(r) for r in _parse_all(requests)]
+    def decide_many(self, requests: Iterable[Request | Mapping[str, Any]], *, workers: int | None = None,
+                    progress: bool = False) -> list[Decision]:
+        """Decide several requests; the decisions come in the requests' order.
+
+        All are validated first: one invalid request raises
+        :class:`InvalidRequestError` listing bad fields as ``[i].path``, and
+        nothing is decided or logged.
+
+        Args:
+            requests: :class:`Request` objects or plain dicts.
+            workers: processes that decide them, this one included (see
+                :mod:`helpdesk_policy.replay`): ``None`` (the default) uses
+                every CPU from :data:`~helpdesk_policy.replay.AUTO_MIN_REQUESTS`
+                requests on, and this process alone below; ``1`` always this
+                process alone; ``N`` starts ``N - 1`` worker processes. With
+                workers, each decision is the same apart from its
+                ``decision_id``, and the ``log_sink`` gets the records in the
+                requests' order, in this process, once every request is
+                decided. A policy that cannot be rebuilt in a worker (an
+                ``opa`` engine, an engine or exception source that cannot be
+                pickled) decides here, with the reason logged.
+            progress: draw a progress bar on stderr when it is a terminal.
+
+        Raises:
+            InvalidRequestError: a request is invalid; every bad field is listed.
+            InvalidConfigError: ``workers`` is not a positive int or None.
+        """
+        from .replay import decide_here, replay_decisions  # multiprocessing only when replaying
+
+        items = requests if isinstance(requests, list) else list(requests)
+        replayed = replay_decisions(self, items, workers=workers, progress=progress)
+        if replayed is None:
+            return decide_here(self, items, progress=progress)
+        decisions, records = replayed
+        if self.log_sink is not None:
+            for record in records:
+                self._deliver(record)
+        return decisions
 
     async def adecide(self, request: Request | Mapping[str, Any]) -> Decision:
         """Async twin of :meth:`decide`: engines run without blocking the event loop.
@@ -312,20 +399,63 @@ class HelpdeskPolicy:
         An ``async def`` log sink is awaited; a plain one runs in a worker
         thread, so a slow sink never stalls the event loop.
         """
+        import asyncio
+
         req = parse_request(request)
-        started = time.perf_counter_ns()
-        answer = await self.chain.adecide(req)
+        cache = self._cache
+        if cache.enabled:
+            digest: str | DigestOf = input_digest(req)
+            key = (self._revision, digest)
+            started = time.perf_counter_ns()
+            answer = self._cached(cache.get(key))
+            if answer is None:
+                answer = await self.chain.adecide(req)
+                self._keep(key, answer)
+        else:
+            digest = DigestOf(req)
+            started = time.perf_counter_ns()
+            answer = await self.chain.adecide(req)
         elapsed = time.perf_counter_ns() - started
         # The source may read its store (a refresh): off the event loop's thread.
         found = None if self.exceptions is None else await asyncio.to_thread(self._lookup_exceptions, req)
-        decision = self._finish(req, answer, found)
+        decision = self._finish(req, answer, found, digest=digest)
         if self.log_sink is not None:
             await self._adeliver(self._record(req, decision, answer.errors, elapsed))
         return decision
 
-    async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]]) -> list[Decision]:
-        """Async twin of :meth:`decide_many`; requests are decided concurrently."""
-        return list(await asyncio.gather(*(self.adecide(r) for r in _parse_all(requests))))
+    async def adecide_many(self, requests: Iterable[Request | Mapping[str, Any]], *, workers: int | None = None,
+                           progress: bool = False) -> list[Decision]:
+        """Async twin of :meth:`decide_many`: in this process the requests are
+        decided concurrently; with worker processes (``workers``, as for
+        :meth:`decide_many`) the event loop awaits them from a thread, and an
+        async ``log_sink`` is awaited on the records, in order."""
+        import asyncio
+
+        from .replay import ProgressBar, plan_workers, replay_decisions  # multiprocessing only when replaying
+
+        items = requests if isinstance(requests, list) else list(requests)
+        if plan_workers(len(items), workers) > 1:
+            replayed = await asyncio.to_thread(replay_decisions, self, items, workers=workers, progress=progress)
+            if replayed is not None:
+                decisions, records = replayed
+                if self.log_sink is not None:
+                    for record in records:
+                        await self._adeliver(record)
+                return decisions
+        parsed = _parse_all(items)
+        if not progress:
+            return list(await asyncio.gather(*(self.adecide(r) for r in parsed)))
+        bar = ProgressBar(len(parsed), "decided")
+
+        async def counted(request: Request) -> Decision:
+            decision = await self.adecide(request)
+            bar.advance()
+            return decision
+
+        try:
+            return list(await asyncio.gather(*(counted(r) for r in parsed)))
+        finally:
+            bar.close()
 
     def verify(
         self,
@@ -350,10 +480,29 @@ class HelpdeskPolicy:
                 ``evidence_window_hours``).
             withdrawn_revisions: Policy revisions withdrawn since.
         """
+        from .evidence import verify as verify_evidence
+
         if window_hours is None:
             window_hours = self.config.evidence_window_hours
         return verify_evidence(decision, evidence, now=now, window_hours=window_hours,
                                withdrawn_revisions=withdrawn_revisions)
+
+    def cache_info(self) -> CacheInfo:
+        """The decision cache's hits, misses, size, and whether it is on (and why not).
+
+        >>> policy = HelpdeskPolicy(engine="native", cache_size=128)
+        >>> policy.cache_info()
+        CacheInfo(hits=0, misses=0, maxsize=128, currsize=0, enabled=True, reason=None)
+        >>> HelpdeskPolicy(engine="native", cache_size=0).cache_info().reason
+        'cache_size is 0'
+        >>> HelpdeskPolicy(engine="native").cache_info().enabled  # see cache_size
+        False
+        """
+        return self._cache.info()
+
+    def cache_clear(self) -> None:
+        """Empty the decision cache and reset its counts."""
+        self._cache.clear()
 
     def close(self) -> None:
         """Close every engine and the worker threads. Safe to call more than once."""
@@ -396,20 +545,50 @@ class HelpdeskPolicy:
         except EngineUnavailableError as exc:
             log.debug("no native last resort for this policy set: %s", exc)
 
+    def _decision_cache(self, size: int | None) -> DecisionCache:
+        """The decision cache, off (with the reason logged) when it would not be sound."""
+        first = self.chain.engines[0]
+        if size is None:
+            off_by_default = _OFF_BY_DEFAULT.get(_qualified_name(type(first)))
+            if off_by_default is not None:
+                log.debug("decision cache off: %s", off_by_default)
+                return DecisionCache(0, disabled_reason=off_by_default)
+            size = DEFAULT_CACHE_SIZE
+        reason = None if size == 0 else _cache_unsound(first, self.policy_set)
+        if reason is not None:
+            log.info("decision cache off: %s", reason)
+        return DecisionCache(size, disabled_reason=reason)
+
+    def _cached(self, verdict: Any) -> ChainAnswer | None:
+        """What the first engine answered for this key before, as the chain's answer; None on a miss."""
+        if verdict is None:
+            return None
+        return ChainAnswer(_own_lists(verdict), self.chain.engines[0].name, 0, [])
+
+    def _keep(self, key: tuple[str, str], answer: ChainAnswer) -> None:
+        # Only the first engine's verdict: never a degraded (a fallback's) or the fail-closed answer,
+        # and never the decision (each has its own id; exceptions are applied every time).
+        if answer.position == 0:
+            self._cache.put(key, _own_lists(answer.verdict))
+
     def _finish(self, req: Request, answer: ChainAnswer,
-                found: Sequence[PolicyException] | None = None) -> Decision:
+                found: Sequence[PolicyException] | None = None, *, digest: str | DigestOf | None = None) -> Decision:
         """The engines' answer as a :class:`Decision`, with the policy exceptions that touch it.
 
         ``found``: the exceptions already looked up (:meth:`adecide` looks
         them up off the event loop); ``None`` looks them up here.
+        ``digest``: the request's input digest when already known, or a
+        :class:`~helpdesk_policy.models.DigestOf` it (worked out when first
+        read); ``None`` stands for ``DigestOf(req)``. The decision id, unless
+        the engine gave one, is drawn when first read.
         """
         decision = construct_trusted(Decision, {
             **answer.verdict.__dict__,
             "engine": answer.engine,
-            "degraded": answer.degraded,
+            "degraded": answer.position > 0,
             "policy_revision": self._revision,
-            "decision_id": answer.decision_id or str(uuid.uuid4()),
-            "input_digest": input_digest(req),
+            "decision_id": answer.decision_id or PendingDecisionId(),
+            "input_digest": DigestOf(req) if digest is None else digest,
             "request_id": req.request.id,
             "action": req.request.action,
             "target_id": req.target.id,
@@ -421,6 +600,8 @@ class HelpdeskPolicy:
             found = self._lookup_exceptions(req)
         if not found:
             return decision
+        from .policy_exceptions import apply_exceptions
+
         try:
             decision = apply_exceptions(decision, req, found, now=datetime.now(timezone.utc),
                                         max_hours=self.config.exception_max_hours,
@@ -490,6 +671,8 @@ class HelpdeskPolicy:
         try:
             result = self.log_sink(record)  # type: ignore[misc]
             if inspect.isawaitable(result):
+                import asyncio
+
                 try:
                     loop = asyncio.get_running_loop()
                 except RuntimeError:
@@ -503,6 +686,8 @@ class HelpdeskPolicy:
 
     async def _adeliver(self, record: dict[str, Any]) -> None:
         """Hand a record to the sink from :meth:`adecide`, off the event loop's thread unless it is async."""
+        import asyncio
+
         try:
             if _is_async_callable(self.log_sink):
                 await self.log_sink(record)  # type: ignore[misc]
@@ -583,6 +768,21 @@ def _result_ticket_follows(record: dict[str, Any], ticket: str, now: Any) -> Non
         erased.append(_RESULT_TICKET)
 
 
+def _own_lists(verdict: Verdict) -> Verdict:
+    """``verdict`` with lists of its own: what the cache keeps and what each hit gets.
+
+    A decision is frozen but its lists are plain lists: a caller that edits
+    one must not change the cached verdict, nor another decision made from it.
+    """
+    values = verdict.__dict__
+    return construct_trusted(type(verdict), {
+        **values,
+        "requirements": list(values["requirements"]),
+        "reasons": list(values["reasons"]),
+        "obligations": list(values["obligations"]),
+    })
+
+
 def _loggable_ticket(ticket: str) -> str:
     """The ticket id for a log message: masked when it is credential-shaped (never log a code)."""
     return CREDENTIAL_MASK if ticket_id_looks_like_credential(ticket) else ticket
@@ -641,10 +841,61 @@ def _log_labels(labels: Any) -> dict[str, str]:
 @functools.cache
 def _package_version() -> str:
     # Read once per process: the distribution's metadata is files on disk.
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
     try:
-        return _dist_version("helpdesk-policy")
+        return dist_version("helpdesk-policy")
     except PackageNotFoundError:  # running from a source tree that is not installed
         return "unknown"
+
+
+#: Why the cache is off by default in front of these engines (``cache_size=N`` turns it on).
+_OFF_BY_DEFAULT = {
+    # Measured: a native decision costs about what the cache key (the input digest) does, so a
+    # miss costs ~40% more than no cache and a hit saves ~15%: a loss unless most requests repeat.
+    "helpdesk_policy.engines.native.NativeEngine":
+        "the first engine is the native one, which decides about as fast as a cache lookup "
+        "(give cache_size to cache anyway)",
+    # The OPA server is the decision point: its own decision log records each decision under the
+    # id the decision carries (they correlate), which a hit, never sent, would not be.
+    "helpdesk_policy.engines.opa.OpaEngine":
+        "the first engine is an OPA server, whose own decision log records every decision under its id "
+        "(give cache_size to cache anyway)",
+}
+
+#: The engine classes whose answer depends on the request and the policy set
+#: alone (exactly these classes: a subclass may override ``evaluate``).
+_DETERMINISTIC_ENGINES = frozenset({
+    "helpdesk_policy.engines.native.NativeEngine",
+    "helpdesk_policy.engines.rego.RegoEngine",
+    "helpdesk_policy.engines.opa.OpaEngine",
+})
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _cache_unsound(engine: Engine, policy_set: PolicySet) -> str | None:
+    """Why caching what ``engine`` answers would not be sound, or None.
+
+    Only the first engine's answers are cached. Its class must be one of the
+    library's own (not read by name: that would import regopy or aiohttp),
+    and the policy set it evaluates must call no builtin whose answer is not
+    a function of the request (:func:`~helpdesk_policy.cache.nondeterministic_calls`).
+    """
+    cls = type(engine)
+    if _qualified_name(cls) not in _DETERMINISTIC_ENGINES:
+        return (f"the first engine ({engine.name!r}, a {cls.__qualname__}) is not one of the library's own: "
+                "its answers may not depend on the request alone")
+    own = getattr(engine, "policy_set", None)
+    modules = (own if isinstance(own, PolicySet) else policy_set).modules
+    calls = nondeterministic_calls(modules)
+    if calls:
+        more = f" and {len(calls) - 3} more" if len(calls) > 3 else ""
+        return f"the policy calls builtins whose answers change between calls: {', '.join(calls[:3])}{more}"
+    return None
 
 
 def _warn_missing_once(name: str, exc: EngineUnavailableError) -> None:

@@ -19,13 +19,18 @@ helpdesk_policy.errors.DocumentError: req.json: duplicate key 'a'
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from .errors import DocumentError
+
+if TYPE_CHECKING:
+    # PyYAML is imported when a first YAML document is read, not at import:
+    # the stock documents read at every start come from a JSON copy
+    # (see helpdesk_policy.config.read_mapping_file).
+    import yaml
 
 __all__ = ["load_json", "load_yaml", "load_document", "read_text", "MAX_DEPTH"]
 
@@ -104,8 +109,10 @@ def load_json(text: str, *, source: str = "<json>") -> Any:
         raise DocumentError(source, f"not valid JSON: {exc}") from None
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys and deep nesting."""
+class _NoDuplicateKeys:
+    """A YAML constructor that refuses duplicate mapping keys (mixed into a loader)."""
+
+    _source = "<yaml>"
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -120,28 +127,61 @@ class _StrictLoader(yaml.SafeLoader):
                     self._source, f"duplicate key {_shown(key)}", line=key_node.start_mark.line + 1
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise DocumentError(self._source, f"nested deeper than {MAX_DEPTH} levels", line=mark.line + 1)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    _source = "<yaml>"
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
 
 
-def load_yaml(text: str, *, source: str = "<yaml>") -> Any:
+@functools.cache
+def _strict_loader() -> type:
+    """A SafeLoader that refuses duplicate mapping keys and deep nesting (built when first needed)."""
+    import yaml
+
+    class _StrictLoader(_NoDuplicateKeys, yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._depth = getattr(self, "_depth", 0) + 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise DocumentError(self._source, f"nested deeper than {MAX_DEPTH} levels", line=mark.line + 1)
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return _StrictLoader
+
+
+@functools.cache
+def _package_data_loader() -> type | None:
+    """A libyaml-backed loader refusing duplicate keys, or None without libyaml.
+
+    For the package's own files only: libyaml composes the document in C,
+    where the strict loader's nesting limit cannot run (duplicate keys are
+    still refused: constructing is Python).
+    """
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", None)
+    return None if base is None else type("_PackageDataLoader", (_NoDuplicateKeys, base), {})
+
+
+def load_yaml(text: str, *, source: str = "<yaml>", package_data: bool = False) -> Any:
     """Parse YAML text safely, refusing duplicate keys and deep nesting.
+
+    Args:
+        text: the YAML.
+        source: what to call it in errors.
+        package_data: the text is one of the files shipped in the package
+            (the stock config and reason catalogue, read at every start):
+            parsed by libyaml where it is installed, about ten times faster,
+            still refusing duplicate keys. Never for a file a user supplies
+            (libyaml composes nesting in C, where the depth limit cannot apply).
 
     Raises:
         DocumentError: names ``source``, the line and what is wrong.
     """
-    loader = _StrictLoader(text)
+    import yaml
+
+    fast = _package_data_loader() if package_data else None
+    loader = fast(text) if fast is not None else _strict_loader()(text)
     loader._source = source
     try:
         return loader.get_single_data()
@@ -168,10 +208,13 @@ def read_text(path: str | Path) -> str:
         raise DocumentError(str(p), f"cannot read: {exc.strerror or exc}") from None
 
 
-def load_document(path: str | Path) -> Any:
-    """Read a ``.json`` file as JSON and anything else as YAML, strictly."""
+def load_document(path: str | Path, *, package_data: bool = False) -> Any:
+    """Read a ``.json`` file as JSON and anything else as YAML, strictly.
+
+    ``package_data``: the file is one shipped in the package (see :func:`load_yaml`).
+    """
     p = Path(path)
     text = read_text(p)
     if p.suffix.lower() == ".json":
         return load_json(text, source=str(p))
-    return load_yaml(text, source=str(p))
+    return load_yaml(text, source=str(p), package_data=package_data)

@@ -19,8 +19,11 @@ typo (``privilege_teir``) cannot quietly fall back to a default.
 from __future__ import annotations
 
 import enum
-import json
 import functools
+import hashlib
+import json
+import os
+import threading
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -33,6 +36,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    FieldSerializationInfo,
     StrictBool,
     TypeAdapter,
     ValidationError,
@@ -256,6 +260,8 @@ def canonical_identifier(value: str) -> str:
 
 
 def _printable(value: str) -> str:
+    if value and value.isascii() and value.isprintable() and value[0] != " " and value[-1] != " ":
+        return value  # the common case, decided without a call (hot path: every request)
     problem = printable_problem(value)
     if problem is not None:
         raise PydanticCustomError("printable", problem)
@@ -276,6 +282,12 @@ def _echo_problem(value: str) -> str | None:
 
 
 def _identifier(value: str) -> str:
+    if (value and value.isascii() and value.isprintable() and value[0] != " " and value[-1] != " "
+            and '"' not in value and "\\" not in value):
+        # The common case, decided inline (hot path: several per request).
+        # In printable ASCII the only whitespace is the space, so this is
+        # printable_problem and _echo_problem both finding nothing.
+        return value.lower()
     problem = printable_problem(value) or _echo_problem(value)
     if problem is not None:
         raise PydanticCustomError("printable", problem)
@@ -334,6 +346,9 @@ def _trim_spaces(value: str) -> str:
 def _environment(value: str) -> str:
     # Surrounding whitespace is trimmed (a directory export's padding is not a
     # different environment); the rest follows the identifier rules.
+    if value and value.isascii() and value.isprintable() and value[0] != " " and value[-1] != " ":
+        # The common case: nothing to trim, and canonical_identifier is lower() on ASCII.
+        return value.lower()
     canonical = canonical_environment(value)
     if not canonical:
         raise PydanticCustomError("environment_empty", "must not be empty or whitespace only")
@@ -379,6 +394,8 @@ def _hours_resolution(value: float) -> float:
     # of it: fail closed. Decimal(repr) keeps what the caller wrote (1.001
     # stays 1.001, where floor(1.001 * 1000) would give 1.0), and the result
     # is monotone in the input (guarantee 2).
+    if float(value).is_integer():
+        return float(value)  # whole hours (the common case): nothing to cut
     return float(Decimal(repr(value)).quantize(_HOURS_QUANTUM, rounding=ROUND_FLOOR))
 
 
@@ -388,8 +405,20 @@ Hours = Annotated[
 
 
 class _Strict(BaseModel):
-    # Attribute docstrings become the JSON Schema's field descriptions.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, use_attribute_docstrings=True)
+    # Field(description=...) becomes the JSON Schema's field description.
+    # Not attribute docstrings (use_attribute_docstrings): pydantic finds
+    # those by reading each class's source (tokenising and parsing it at
+    # import), which cost about a tenth of a cold start. tests/test_models.py
+    # checks that no model here has an attribute docstring left unread.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+#: The output models (a verdict, a decision and their parts) build their
+#: validators and serializers when first used, not at import: the hot path
+#: assembles them with :func:`construct_trusted`, so a process that decides
+#: without validating or serialising one (the first native decision of a
+#: cold start) never pays for building them.
+_OUTPUT_CONFIG = ConfigDict(defer_build=True)
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -398,56 +427,71 @@ _M = TypeVar("_M", bound=BaseModel)
 class RequestInfo(_Strict):
     """What is being asked, through which channel."""
 
-    id: TicketId
-    """The ticket or request id (kept as spelled; printable characters only)."""
-    action: Action
-    """What the helpdesk is asked to do."""
-    channel: Channel
-    """The channel the request actually arrived on (from the ticketing system, not the caller's claim)."""
+    id: TicketId = Field(description="The ticket or request id (kept as spelled; printable characters only).")
+    action: Action = Field(description="What the helpdesk is asked to do.")
+    channel: Channel = Field(description=(
+        "The channel the request actually arrived on (from the ticketing system, not the caller's claim)."
+    ))
     # Free text: anything (newlines, controls) but a lone surrogate, which is
     # not UTF-8 that any engine could read (pydantic refuses it in a string
     # with a length bound, as in every field here).
-    justification: Annotated[str, Field(max_length=4000)] | None = None
-    """The requester's own words: never logged, never rendered raw, never decides anything."""
-    emergency: StrictBool = False
-    """A declared emergency (break-glass): never lowers a decision, adds time-bound access and a review."""
-    requested_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = None
-    """When the request was made (RFC 3339)."""
-    requested_privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)] | None = None
-    """For access changes: the privilege tier of what is asked for (0..9, the scale of
-    ``target.privilege_tier``), from the access catalogue. Missing: at least privileged, and at
-    least the target's own tier."""
-    consent_scope: ConsentScope | None = None
-    """For ``oauth_consent``: how much the app asks for (``low``, ``medium``, ``high``), from the
-    consent prompt. Missing: ``high``."""
-    consent_tenant_wide: StrictBool | None = None
-    """For ``oauth_consent``: consent for every user (admin consent) rather than the requester
-    alone. Missing: tenant-wide."""
+    justification: Annotated[str, Field(max_length=4000)] | None = Field(None, description=(
+        "The requester's own words: never logged, never rendered raw, never decides anything."
+    ))
+    emergency: StrictBool = Field(False, description=(
+        "A declared emergency (break-glass): never lowers a decision, adds time-bound access and a review."
+    ))
+    requested_at: Annotated[datetime, BeforeValidator(_not_a_number)] | None = Field(None, description=(
+        "When the request was made (RFC 3339)."
+    ))
+    requested_privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)] | None = Field(None, description=(
+        "For access changes: the privilege tier of what is asked for (0..9, the scale of\n"
+        "``target.privilege_tier``), from the access catalogue. Missing: at least privileged, and at\n"
+        "least the target's own tier."
+    ))
+    consent_scope: ConsentScope | None = Field(None, description=(
+        "For ``oauth_consent``: how much the app asks for (``low``, ``medium``, ``high``), from the\n"
+        "consent prompt. Missing: ``high``."
+    ))
+    consent_tenant_wide: StrictBool | None = Field(None, description=(
+        "For ``oauth_consent``: consent for every user (admin consent) rather than the requester\n"
+        "alone. Missing: tenant-wide."
+    ))
 
 
 class Actor(_Strict):
     """Who asks. ``relationship`` is the actor's relationship to the target."""
 
-    id: Identifier
-    """The requester's identity (canonical form; from the session, not the caller's word)."""
-    type: ActorType
-    """``human``, ``ai_agent`` or ``service``."""
-    relationship: Relationship
-    """The requester's relationship to the target as stated; the relationship of record
-    (target.manager, target.owners, an AI agent's principal) decides where it exists."""
-    authenticated: StrictBool
-    """Whether the requester authenticated in this session (from the IdP or the IVR)."""
-    auth_strength: AuthStrength
-    """How strongly: ``none``, ``password``, ``mfa``, ``phishing_resistant``."""
-    on_behalf_of: Identifier | None = None
-    """For an AI agent: the person it acts for (from the chatbot's authenticated session).
-    Missing: it acts for no one."""
-    roles: list[Identifier] = Field(default_factory=list, max_length=256)
-    """Role or group memberships of record (security and helpdesk roles count only with strong
-    authentication)."""
-    runs_as: Identifier | None = None
-    """The identity an AI agent or automation runs as (its service account or workload
-    identity): acting on it is acting on itself. Missing: only its own id is itself."""
+    id: Identifier = Field(description=(
+        "The requester's identity (canonical form; from the session, not the caller's word)."
+    ))
+    type: ActorType = Field(description="``human``, ``ai_agent`` or ``service``.")
+    relationship: Relationship = Field(description=(
+        "The requester's relationship to the target as stated; the relationship of record\n"
+        "(target.manager, target.owners, an AI agent's principal) decides where it exists."
+    ))
+    authenticated: StrictBool = Field(description=(
+        "Whether the requester authenticated in this session (from the IdP or the IVR)."
+    ))
+    auth_strength: AuthStrength = Field(description=(
+        "How strongly: ``none``, ``password``, ``mfa``, ``phishing_resistant``."
+    ))
+    on_behalf_of: Identifier | None = Field(None, description=(
+        "For an AI agent: the person it acts for (from the chatbot's authenticated session).\n"
+        "Missing: it acts for no one."
+    ))
+    roles: list[Identifier] = Field(default_factory=list, max_length=256, description=(
+        "Role or group memberships of record (security and helpdesk roles count only with strong\n"
+        "authentication)."
+    ))
+    runs_as: Identifier | None = Field(None, description=(
+        "The identity an AI agent or automation runs as (its service account or workload\n"
+        "identity): acting on it is acting on itself. Missing: only its own id is itself."
+    ))
+
+
+#: ``target.environment``: the identifier rules, trimmed and stored case-folded.
+_Environment = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_environment)]
 
 
 class Target(_Strict):
@@ -459,70 +503,82 @@ class Target(_Strict):
     secret age = stale), so leaving a field out never lowers a decision.
     """
 
-    id: Identifier
-    """The target identity (canonical form)."""
-    type: TargetType
-    """``human``, or a non-human identity: ``service_account``, ``oauth_app``, ``api_key``,
-    ``automation_token``, ``ai_agent``, ``workload_identity``."""
-    privileged: StrictBool
-    """Holds privileged access (counts as at least the privileged tier)."""
-    privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)]
-    """Privilege tier of record, 0 (none) to 9."""
-    vip: StrictBool
-    """On the VIP list (executives and other favoured impersonation targets)."""
-    status: TargetStatus
-    """Lifecycle state of record: ``active``, ``suspended``, ``offboarded``."""
+    id: Identifier = Field(description="The target identity (canonical form).")
+    type: TargetType = Field(description=(
+        "``human``, or a non-human identity: ``service_account``, ``oauth_app``, ``api_key``,\n"
+        "``automation_token``, ``ai_agent``, ``workload_identity``."
+    ))
+    privileged: StrictBool = Field(description="Holds privileged access (counts as at least the privileged tier).")
+    privilege_tier: Annotated[int, Field(ge=0, le=9, strict=True)] = Field(description=(
+        "Privilege tier of record, 0 (none) to 9."
+    ))
+    vip: StrictBool = Field(description="On the VIP list (executives and other favoured impersonation targets).")
+    status: TargetStatus = Field(description="Lifecycle state of record: ``active``, ``suspended``, ``offboarded``.")
     # Stored in canonical form (trimmed, case-folded) and compared with the
     # config's non_production_environments; anything else is production.
-    environment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_environment)] | None = None
-    """An NHI's environment, compared trimmed and case-folded with the config's
-    non-production environments. Missing or not listed: production."""
-    owners: list[Identifier] = Field(default_factory=list, max_length=256)
-    """An NHI's owners of record (the NHI inventory)."""
-    owner_active: StrictBool | None = None
-    """Whether the NHI's owners are still active (HR status). Missing: inactive."""
-    secret_age_days: Count | None = None
-    """Age of the NHI's secret. Missing: stale."""
-    consumers: Count | None = None
-    """How many systems use the NHI's credential. Missing: widely distributed."""
-    in_secrets_manager: StrictBool | None = None
-    """Whether the NHI's secret lives in a secrets manager. Missing: it does not."""
-    manager: Identifier | None = None
-    """A human target's manager of record (the directory): who approves, and who counts as
-    the manager when someone, or an AI agent acting for someone, asks. Missing:
-    ``actor.relationship`` (itself taken from the directory) is not cross-checked, and the
-    approver is looked up."""
-    contact_age_days: Count | None = None
-    """Days since the contact of record (phone, e-mail) was set. A callback goes only to a
-    contact older than the configured minimum. Missing: too new."""
-    publisher_verified: StrictBool | None = None
-    """For an OAuth app: its publisher is verified by the identity platform. Missing: not verified."""
-    holds_secret: StrictBool | None = None
-    """Whether the NHI holds a secret at all (a workload with federated, secretless
-    credentials holds none). Missing: it holds one."""
+    environment: _Environment | None = Field(None, description=(
+        "An NHI's environment, compared trimmed and case-folded with the config's\n"
+        "non-production environments. Missing or not listed: production."
+    ))
+    owners: list[Identifier] = Field(default_factory=list, max_length=256, description=(
+        "An NHI's owners of record (the NHI inventory)."
+    ))
+    owner_active: StrictBool | None = Field(None, description=(
+        "Whether the NHI's owners are still active (HR status). Missing: inactive."
+    ))
+    secret_age_days: Count | None = Field(None, description="Age of the NHI's secret. Missing: stale.")
+    consumers: Count | None = Field(None, description=(
+        "How many systems use the NHI's credential. Missing: widely distributed."
+    ))
+    in_secrets_manager: StrictBool | None = Field(None, description=(
+        "Whether the NHI's secret lives in a secrets manager. Missing: it does not."
+    ))
+    manager: Identifier | None = Field(None, description=(
+        "A human target's manager of record (the directory): who approves, and who counts as\n"
+        "the manager when someone, or an AI agent acting for someone, asks. Missing:\n"
+        "``actor.relationship`` (itself taken from the directory) is not cross-checked, and the\n"
+        "approver is looked up."
+    ))
+    contact_age_days: Count | None = Field(None, description=(
+        "Days since the contact of record (phone, e-mail) was set. A callback goes only to a\n"
+        "contact older than the configured minimum. Missing: too new."
+    ))
+    publisher_verified: StrictBool | None = Field(None, description=(
+        "For an OAuth app: its publisher is verified by the identity platform. Missing: not verified."
+    ))
+    holds_secret: StrictBool | None = Field(None, description=(
+        "Whether the NHI holds a secret at all (a workload with federated, secretless\n"
+        "credentials holds none). Missing: it holds one."
+    ))
 
 
 class Context(_Strict):
     """What was observed about this request: signals are observations, so an
     empty list means "none observed"."""
 
-    risk_signals: list[RiskSignal] = Field(default_factory=list, max_length=len(RiskSignal) * 4)
-    """Detections from the IdP and telephony (observations: empty means none observed)."""
-    failed_verifications_24h: Count = 0
-    """Failed identity verifications for this identity in the last 24 hours."""
-    recent_credential_change_hours: Hours | None = None
-    """Hours since the last password, factor or contact change (the IdP's audit log).
-    Missing: a change within the chained-change window."""
-    enrolled_factor_available: StrictBool | None = None
-    """The account still has an enrolled authenticator the requester can use for a step-up
-    (from the IdP, never the caller's word). Missing: it has none, so a push cannot verify a
-    factor recovery."""
+    risk_signals: list[RiskSignal] = Field(default_factory=list, max_length=len(RiskSignal) * 4, description=(
+        "Detections from the IdP and telephony (observations: empty means none observed)."
+    ))
+    failed_verifications_24h: Count = Field(0, description=(
+        "Failed identity verifications for this identity in the last 24 hours."
+    ))
+    recent_credential_change_hours: Hours | None = Field(None, description=(
+        "Hours since the last password, factor or contact change (the IdP's audit log).\n"
+        "Missing: a change within the chained-change window."
+    ))
+    enrolled_factor_available: StrictBool | None = Field(None, description=(
+        "The account still has an enrolled authenticator the requester can use for a step-up\n"
+        "(from the IdP, never the caller's word). Missing: it has none, so a push cannot verify a\n"
+        "factor recovery."
+    ))
 
     @field_validator("risk_signals")
     @classmethod
     def _as_sorted_set(cls, value: list[RiskSignal]) -> list[RiskSignal]:
         # Signals are a set; sorting makes digests and engine inputs canonical.
-        return sorted(set(value), key=lambda s: s.value)
+        if len(value) < 2:
+            return value  # already a sorted set (the common case)
+        return sorted(set(value), key=lambda s: s._value_)
 
 
 class Request(_Strict):
@@ -535,6 +591,17 @@ class Request(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
+        a, t = self.actor, self.target
+        is_self = a.relationship is Relationship.SELF
+        if (
+            is_self is (a.id == t.id)
+            and (not is_self or self_kind_matches(a.type, t.type))
+            and a.authenticated is (a.auth_strength is not AuthStrength.NONE)
+            and not (self.request.action is Action.SERVICE_ACCOUNT_CREATE and t.type is TargetType.HUMAN)
+        ):
+            # Every rule of _consistency holds (hot path: every request); the
+            # full check below names each one that does not.
+            return self
         errors = _consistency(_cross_field_values(self))
         if errors:
             raise cross_field_error(type(self).__name__, errors)
@@ -700,14 +767,16 @@ def parse_request(data: Request | Mapping[str, Any]) -> Request:
     dumped and the dump validated with exactly :class:`Request`, so nothing a
     subclass adds (fields, validators) reaches a decision unchecked.
     """
-    if isinstance(data, BaseModel):
-        data = _dumped(data)
-    elif isinstance(data, Mapping):
-        data = {k: _dumped(v, str(k)) if isinstance(v, BaseModel) else v for k, v in data.items()}
-    if not isinstance(data, Mapping):
-        raise InvalidRequestError.from_pydantic(_type_error(data))  # type: ignore[return-value]
+    if type(data) is not dict or not _plain_sections(data):
+        # The hot path (a JSON object whose sections are JSON objects) skips this.
+        if isinstance(data, BaseModel):
+            data = _dumped(data)
+        elif isinstance(data, Mapping):
+            data = {k: _dumped(v, str(k)) if isinstance(v, BaseModel) else v for k, v in data.items()}
+        if not isinstance(data, Mapping):
+            raise InvalidRequestError.from_pydantic(_type_error(data))  # type: ignore[return-value]
     try:
-        return Request.model_validate(data)
+        return Request.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         errors = list(field_errors_from_pydantic(exc, model=Request))
         # When a field fails, pydantic never runs Request._consistent: check
@@ -715,6 +784,14 @@ def parse_request(data: Request | Mapping[str, Any]) -> Request:
         seen = {(e.path, e.message) for e in errors}
         errors += [FieldError(p, m) for p, m in cross_field_errors(data) if (p, m) not in seen]
         raise InvalidRequestError(errors) from None
+
+
+def _plain_sections(data: dict[str, Any]) -> bool:
+    """Whether every value of ``data`` is a plain dict (so no model instance sits where a section goes)."""
+    for value in data.values():
+        if type(value) is not dict:
+            return False
+    return True
 
 
 def _dumped(model: BaseModel, path: str = "(root)") -> Any:
@@ -744,6 +821,8 @@ class Reason(_Strict):
     """Why a level is needed: a stable machine ``code``, the ``level`` it demands,
     a sentence for a person, and framework references."""
 
+    model_config = _OUTPUT_CONFIG
+
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
     level: Level
     message: Annotated[str, Field(min_length=1, max_length=1000)]
@@ -752,6 +831,8 @@ class Reason(_Strict):
 
 class Obligation(_Strict):
     """What must happen as part of, or after, acting on the decision."""
+
+    model_config = _OUTPUT_CONFIG
 
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
     #: A deadline in hours; ``0`` means at once.
@@ -769,6 +850,8 @@ class ApproverConstraint(_Strict):
     enforce it: the approver is of record, never the requester, never an AI agent.
     """
 
+    model_config = _OUTPUT_CONFIG
+
     #: ``manager`` (a person's manager of record), ``owner`` (an NHI's owner of
     #: record) or ``application_admin`` (an OAuth consent).
     of_record: Literal["manager", "owner", "application_admin"]
@@ -785,6 +868,8 @@ class ApproverConstraint(_Strict):
 
 class CallbackConstraint(_Strict):
     """Where the out-of-band callback a ``callback`` level requires may go."""
+
+    model_config = _OUTPUT_CONFIG
 
     #: Whose contact of record is called: the account ``holder`` or the NHI's ``owners``.
     to: Literal["holder", "owners"]
@@ -808,6 +893,8 @@ class Constraints(_Strict):
     """Constraints on who may approve and whom to call back (each present when
     the level requires it)."""
 
+    model_config = _OUTPUT_CONFIG
+
     approver: ApproverConstraint | None = None
     callback: CallbackConstraint | None = None
 
@@ -822,11 +909,15 @@ def construct_trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     pydantic internals changing.
     """
     obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    _setattr(obj, "__dict__", values)
+    _setattr(obj, "__pydantic_fields_set__", set(values))
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
     return obj
+
+
+# A global, not ``object.__setattr__`` looked up four times per model built.
+_setattr = object.__setattr__
 
 
 def _reason_order(r: Reason) -> tuple[int, str, str]:
@@ -878,18 +969,24 @@ class ExceptionEffect(_Strict):
     when ``status`` is ``applied``, else the same.
     """
 
-    id: Annotated[str, Field(pattern=EXCEPTION_ID_PATTERN)]
-    """The exception's id (its ledger chain is ``exception:<id>``)."""
-    status: ExceptionStatus
-    """``applied``, ``expired``, ``revoked`` or ``not_applicable`` (then ``why_not`` says why)."""
-    level_before: Level
-    """The level the policy decided."""
-    level_after: Level
-    """The level the decision ends with because of this exception (``level_before`` unless applied)."""
-    expires_at: Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
-    """When the exception stops applying (UTC)."""
-    why_not: ExceptionWhyNot | None = None
-    """Why an exception in force did not apply; ``null`` unless ``status`` is ``not_applicable``."""
+    model_config = _OUTPUT_CONFIG
+
+    id: Annotated[str, Field(pattern=EXCEPTION_ID_PATTERN)] = Field(description=(
+        "The exception's id (its ledger chain is ``exception:<id>``)."
+    ))
+    status: ExceptionStatus = Field(description=(
+        "``applied``, ``expired``, ``revoked`` or ``not_applicable`` (then ``why_not`` says why)."
+    ))
+    level_before: Level = Field(description="The level the policy decided.")
+    level_after: Level = Field(description=(
+        "The level the decision ends with because of this exception (``level_before`` unless applied)."
+    ))
+    expires_at: Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)] = Field(description=(
+        "When the exception stops applying (UTC)."
+    ))
+    why_not: ExceptionWhyNot | None = Field(None, description=(
+        "Why an exception in force did not apply; ``null`` unless ``status`` is ``not_applicable``."
+    ))
 
     @field_serializer("expires_at", when_used="json")
     def _timestamp(self, value: datetime) -> str:
@@ -924,6 +1021,8 @@ class Verdict(_Strict):
     """What a policy engine decides: the part of a :class:`Decision` that every
     engine must agree on (guarantee 3). Validation checks its internal consistency
     so a malformed engine answer is rejected rather than trusted."""
+
+    model_config = _OUTPUT_CONFIG
 
     level: Level
     allowed: bool
@@ -1003,27 +1102,188 @@ class Verdict(_Strict):
 NO_ENGINE = "none"
 
 
+def input_digest(request: Request) -> str:
+    """``sha256:<hex>`` of the request's canonical JSON (field order is the model's).
+
+    >>> req = parse_request({
+    ...     "request": {"id": "INC-1", "action": "info_request", "channel": "chat"},
+    ...     "actor": {"id": "u-1", "type": "human", "relationship": "self",
+    ...               "authenticated": True, "auth_strength": "mfa"},
+    ...     "target": {"id": "u-1", "type": "human", "privileged": False,
+    ...                "privilege_tier": 0, "vip": False, "status": "active"},
+    ... })
+    >>> input_digest(req)[:7], len(input_digest(req))
+    ('sha256:', 71)
+    """
+    # The serializer's bytes output skips a str round trip.
+    return "sha256:" + hashlib.sha256(request.__pydantic_serializer__.to_json(request)).hexdigest()
+
+
+def new_decision_id() -> str:
+    """A fresh decision id: a random (version 4) UUID in its canonical text form.
+
+    Built from ``os.urandom(16)`` as :func:`uuid.uuid4` is, without the cost
+    of a :class:`uuid.UUID` object (or of importing :mod:`uuid`).
+
+    >>> import uuid
+    >>> uuid.UUID(new_decision_id()).version
+    4
+    """
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: Only one thread works out a pending value, so every reader sees the same
+#: id (two threads drawing two ids for one decision would log one and
+#: return the other).
+_PENDING_LOCK = threading.Lock()
+
+
+class _Pending:
+    """A :class:`Decision` field value worked out when first read (see :class:`_LazyField`).
+
+    One per decision, and it keeps its value once worked out: whatever holds
+    it (the decision, or a model built from the decision's ``__dict__``)
+    reads the same value.
+    """
+
+    # No __init__ setting it: one is built per decision, on the hot path,
+    # and an unset slot reads as "not worked out yet".
+    __slots__ = ("_value",)
+
+    def value(self) -> str:
+        with _PENDING_LOCK:
+            try:
+                return self._value
+            except AttributeError:
+                self._value: str = self._work_out()
+                return self._value
+
+    def _work_out(self) -> str:
+        raise NotImplementedError
+
+
+class PendingDecisionId(_Pending):
+    """``decision_id`` of a decision: a fresh :func:`new_decision_id`, drawn when first read."""
+
+    __slots__ = ()
+
+    def _work_out(self) -> str:
+        return new_decision_id()
+
+    def __repr__(self) -> str:
+        return "<a decision id, drawn when first read>"
+
+
+class DigestOf(_Pending):
+    """``input_digest`` of a decision: the digest of ``request``, computed when first read.
+
+    ``request`` must be the validated request the decision was made for
+    (validated requests are frozen; the facade's is never handed out).
+    """
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def _work_out(self) -> str:
+        return input_digest(self.request)
+
+    def __repr__(self) -> str:
+        return "<the input digest, computed when first read>"
+
+
+def _settled(value: Any) -> Any:
+    # A pending value given to validation (``Decision.model_validate({**decision.__dict__, ...})``)
+    # is the value it stands for: the same one the decision it came from reads.
+    return value.value() if isinstance(value, _Pending) else value
+
+
+#: A field that may be pending in a decision built without validation.
+_MaybePending = Annotated[str, BeforeValidator(_settled)]
+
+#: The decision fields that may be pending.
+_LAZY_FIELDS = ("decision_id", "input_digest")
+
+
+def _resolved(values: dict[str, Any], name: str) -> Any:
+    """``values[name]``, worked out and stored in place first when it is pending."""
+    value = values[name]
+    if isinstance(value, _Pending):
+        # Assigning an existing key keeps its place: dumps keep the field order.
+        value = values[name] = value.value()
+    return value
+
+
+class _LazyField:
+    """The attribute of a :class:`Decision` field that may be pending.
+
+    A data descriptor (it comes before the instance's ``__dict__``): reading
+    works out a pending value once and stores it in the instance's
+    ``__dict__``, where pydantic keeps every field value, so later reads,
+    dumps, copies, pickles and comparisons all see the one value.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            # pydantic reads a class attribute as a field's default (a
+            # subclass of Decision would get this descriptor as one): none.
+            raise AttributeError(self.name)
+        values = obj.__dict__
+        try:
+            value = values[self.name]
+        except KeyError:  # model_construct() without it: as pydantic says it
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}") from None
+        if isinstance(value, _Pending):
+            value = _resolved(values, self.name)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        # Reached only past pydantic's frozen check (object.__setattr__), as before.
+        obj.__dict__[self.name] = value
+
+    def __delete__(self, obj: Any) -> None:
+        try:
+            del obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
 class Decision(Verdict):
     """A decision for one request (the decision contract), with its provenance.
 
     ``to_dict()`` / ``to_json()`` give exactly the decision contract's shape.
     """
 
+    # (Not in the docstring, which is the JSON Schema's description.)
+    # ``decision_id`` and ``input_digest`` may be worked out when first read
+    # rather than when the decision is made (the facade's hot path:
+    # PendingDecisionId, DigestOf): reading either attribute, dumping, copying,
+    # pickling, comparing or printing the decision fixes them, once, and
+    # nothing but ``__dict__`` can tell the difference.
+
     engine: str
     degraded: bool
     policy_revision: str
-    decision_id: str
-    input_digest: str
+    decision_id: _MaybePending
+    input_digest: _MaybePending
     #: What the decision is about, copied from the request it was made for, so
     #: that a caller (a ticketing write-back, a guard) need not keep the
     #: request beside it. Additive (SPEC §6): ``None`` only on a decision
     #: built by hand without them, and then left out of ``to_dict()``.
-    request_id: TicketId | None = None
-    """The request's ``request.id`` (the ticket), as spelled."""
-    action: Action | None = None
-    """The request's ``request.action``."""
-    target_id: Identifier | None = None
-    """The request's ``target.id`` (canonical form). An identifier: the decision log masks it like ``target.id``."""
+    request_id: TicketId | None = Field(None, description="The request's ``request.id`` (the ticket), as spelled.")
+    action: Action | None = Field(None, description="The request's ``request.action``.")
+    target_id: Identifier | None = Field(None, description=(
+        "The request's ``target.id`` (canonical form). An identifier: the decision log masks it like ``target.id``."))
     #: The policy exceptions whose scope this decision touched (see
     #: :mod:`helpdesk_policy.policy_exceptions`); at most one ``applied``.
     exceptions: list[ExceptionEffect] = Field(default_factory=list)
@@ -1046,6 +1306,46 @@ class Decision(Verdict):
         elif states_it:
             raise ValueError(f"the reason {EXCEPTION_APPLIED_CODE!r} needs an applied exception")
         return self
+
+    # ----------------------------------------------------- pending fields
+
+    def _settle(self) -> None:
+        """Work out every pending field (before anything reads ``__dict__`` whole)."""
+        values = self.__dict__
+        for name in _LAZY_FIELDS:
+            if isinstance(values.get(name), _Pending):
+                _resolved(values, name)
+
+    @field_serializer("decision_id", "input_digest")
+    def _serialise_pending(self, value: Any, info: FieldSerializationInfo) -> str:
+        # Every dump goes through here, a decision nested in another model's included.
+        return _resolved(self.__dict__, info.field_name) if isinstance(value, _Pending) else value
+
+    def __eq__(self, other: object) -> bool:
+        self._settle()
+        if isinstance(other, Decision):
+            other._settle()
+        return super().__eq__(other)
+
+    def __copy__(self) -> Decision:
+        self._settle()  # a copy is the same decision: one id
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Decision:
+        self._settle()
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._settle()  # an unpickled decision is the same decision
+        return super().__getstate__()
+
+    def __iter__(self) -> Any:
+        self._settle()
+        return super().__iter__()
+
+    def __repr_args__(self) -> Any:
+        self._settle()
+        return super().__repr_args__()
 
     def to_dict(self) -> dict[str, Any]:
         """The decision contract's JSON object.
@@ -1072,3 +1372,9 @@ class Decision(Verdict):
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+for _name in _LAZY_FIELDS:
+    # Installed once the class is built: pydantic would read a class attribute as a default.
+    type.__setattr__(Decision, _name, _LazyField(_name))
+del _name

@@ -41,7 +41,10 @@ vouch for decisions the fleet does not make. Any disagreement fails the diff.
 
 Cases come from files (:func:`load_cases`: suite YAML, request JSON, arrays,
 JSONL, decision logs, read strictly: a duplicated key is an error) and/or
-:func:`~helpdesk_policy.ci.generate.generate_requests`. A policy version is a
+:func:`~helpdesk_policy.ci.generate.generate_requests`. From
+:data:`AUTO_MIN_CASES` cases on they are decided on every CPU, by worker
+processes and this one (:mod:`helpdesk_policy.replay`); the report is the
+same. A policy version is a
 directory or ``git:<ref>[:<path>]`` (:func:`resolve_policy_source`; every path
 exported from git is checked to stay inside the export directory).
 
@@ -57,10 +60,12 @@ exported from git is checked to stay inside the export directory).
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import posixpath
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,10 +85,23 @@ from ..levels import Level
 from ..loading import load_json, load_yaml, read_text
 from ..models import Request, Verdict, parse_request
 from ..policyset import PolicySet
+from ..replay import ProgressBar, WorkerJob, plan_workers, run_chunks
 from ..resources import stock_policy_dir
-from .conformance import Comparison, check_conformance, require_opa_go, skipped_conformance
+from .conformance import (
+    OPA_GO,
+    OPA_INSTALL_HINT,
+    Comparison,
+    EngineMismatch,
+    OpaGoEngine,
+    compare_engines,
+    conformance_summary,
+    opa_go_missing,
+    require_opa_go,
+    skipped_conformance,
+)
 
 __all__ = [
+    "AUTO_MIN_CASES",
     "CASE_SUFFIXES",
     "CaseDiff",
     "Change",
@@ -109,6 +127,12 @@ __all__ = [
 
 #: File suffixes :func:`load_cases` reads (a directory contributes these, sorted).
 CASE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml")
+
+#: ``workers=None``: every CPU from this many cases on (a case costs a few
+#: milliseconds of rego-cpp per version, a worker about half a second to start).
+AUTO_MIN_CASES = 1000
+#: Cases per chunk handed to a worker process: a fraction of a second of work.
+_CHUNK = 25
 
 #: ``"auto"``: check the head against OPA's Go evaluator when it is installed,
 #: ``"require"``: fail when it is not, ``"off"``: do not check.
@@ -798,6 +822,46 @@ class _Evaluator:
         self.engine.close()
 
 
+@dataclass
+class _Versions:
+    """What decides a diff's cases in one process: the base (None: ``--base recorded``), the head,
+    and OPA's Go evaluator on the head (None: no conformance check)."""
+
+    base: _Evaluator | None
+    head: _Evaluator
+    opa: OpaGoEngine | None = None
+
+    def close(self) -> None:
+        for part in (self.base, self.head, self.opa):
+            if part is not None:
+                part.close()
+
+
+#: A chunk of cases as a worker gets them: (name, request) pairs.
+_Chunk = list[tuple[str, Request]]
+#: Base outcomes (None: recorded), head outcomes, conformance mismatches, seconds spent on conformance.
+_ChunkResult = tuple[list[Outcome] | None, list[Outcome], list[EngineMismatch], float]
+
+
+def _versions_in_worker(base: PolicySet | None, head: PolicySet, conformance: bool) -> _Versions:
+    """A worker's evaluators (the policy sets arrive pickled, their Rego already read)."""
+    versions = _Versions(None if base is None else _Evaluator(base), _Evaluator(head))
+    if conformance:
+        versions.opa = OpaGoEngine(head)
+    return versions
+
+
+def _decide_chunk(versions: _Versions, chunk: _Chunk) -> _ChunkResult:
+    """One chunk, in whichever process: both versions' outcomes, and the head under OPA's Go evaluator."""
+    base = None if versions.base is None else [versions.base(r) for _, r in chunk]
+    head = [versions.head(r) for _, r in chunk]
+    if versions.opa is None:
+        return base, head, [], 0.0
+    started = time.perf_counter()
+    mismatches = compare_engines(versions.head.engine, versions.opa, chunk, summary=conformance_summary)
+    return base, head, mismatches, time.perf_counter() - started
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """One side of the diff: what was asked for and what was loaded."""
@@ -901,6 +965,8 @@ def diff_policies(
     sources: Sequence[str] = (),
     allow_loosening: bool = False,
     opa: OpaCheck = "auto",
+    workers: int | None = None,
+    progress: bool = False,
 ) -> DiffReport:
     """Evaluate ``cases`` under both policy sets with the ``rego`` engine and compare.
 
@@ -912,14 +978,24 @@ def diff_policies(
     ``"require"``, the head also decides every case under OPA's Go evaluator,
     and any disagreement with rego-cpp fails the report.
 
+    ``workers`` processes, this one included, decide the cases
+    (:mod:`helpdesk_policy.replay`): ``None`` uses every CPU from
+    :data:`AUTO_MIN_CASES` cases on and this process alone below. The report
+    is the same whichever process decided a case (the conformance check's
+    ``duration_s`` is the time it took, summed over the processes).
+    ``progress`` draws a progress bar on stderr when it is a terminal.
+
     Raises:
         EngineUnavailableError: regopy is not installed, or OPA's Go evaluator
             is not and ``opa="require"``.
         PolicyLoadError: a version's Rego does not compile.
+        InvalidConfigError: ``workers`` is not a positive int or None.
     """
     if opa == "require":
         require_opa_go()  # before the evaluation, not after minutes of it
-    evaluators = []
+    n = plan_workers(len(cases), workers, auto_min=AUTO_MIN_CASES)
+    evaluators: list[_Evaluator] = []
+    versions: _Versions | None = None
     try:
         for ps, side in ((base, "base"), (head, "head")):
             if ps is None:
@@ -928,20 +1004,49 @@ def diff_policies(
                 evaluators.append(_Evaluator(ps))
             except PolicyLoadError as exc:
                 raise PolicyLoadError(f"{side} policy: {exc}") from exc
-        h_eval = evaluators[-1]
-        if base is None:
-            diffs = [compare(c, recorded_outcome(c), h_eval(c.request)) for c in cases]
-        else:
-            b_eval = evaluators[0]
-            diffs = [compare(c, b_eval(c.request), h_eval(c.request)) for c in cases]
+        versions = _Versions(None if base is None else evaluators[0], evaluators[-1])
+        engines = (versions.head.engine.name, OPA_GO)
+        # The conformance check, unless it cannot run (then its verdict is known now).
+        conformance: Comparison | None = None
         if opa == "off":
             conformance = skipped_conformance("disabled")
+        elif opa_go_missing() is not None:
+            conformance = skipped_conformance(f"install OPA's Go evaluator to check OPA conformance: "
+                                              f"{OPA_INSTALL_HINT}")
+        elif not cases:
+            conformance = skipped_conformance("no requests")
         else:
-            conformance = check_conformance(head, [(c.name, c.request) for c in cases], require=opa == "require",
-                                            rego=h_eval.engine)
+            started = time.perf_counter()
+            try:
+                versions.opa = OpaGoEngine(head)
+            except PolicyLoadError as exc:
+                # rego-cpp compiled it and OPA does not: the fleet could not even load this bundle.
+                conformance = Comparison("failed", engines, requests=len(cases), reason=str(exc),
+                                         duration_s=time.perf_counter() - started)
+        chunks: list[_Chunk] = [[(c.name, c.request) for c in cases[i:i + _CHUNK]]
+                                for i in range(0, len(cases), _CHUNK)]
+        job = WorkerJob(_versions_in_worker, (base, head, versions.opa is not None), _decide_chunk, what="diff")
+        bar = ProgressBar(len(cases), "diff: cases decided") if progress else None
+        results = run_chunks(chunks, local=functools.partial(_decide_chunk, versions), job=job, workers=n,
+                             progress=bar)
     finally:
-        for e in evaluators:
-            e.close()
+        if versions is not None:
+            versions.close()
+        else:
+            for e in evaluators:
+                e.close()
+    diffs: list[CaseDiff] = []
+    mismatches: list[EngineMismatch] = []
+    spent = 0.0
+    for start, (b_outcomes, h_outcomes, chunk_mismatches, seconds) in zip(range(0, len(cases), _CHUNK), results):
+        for k, case in enumerate(cases[start:start + _CHUNK]):
+            b_outcome = recorded_outcome(case) if b_outcomes is None else b_outcomes[k]
+            diffs.append(compare(case, b_outcome, h_outcomes[k]))
+        mismatches += chunk_mismatches
+        spent += seconds
+    if conformance is None:
+        conformance = Comparison("failed" if mismatches else "passed", engines, requests=len(cases),
+                                 mismatches=tuple(mismatches), duration_s=spent)
     if base is None:
         base_info = recorded_version(cases)
     else:

@@ -139,9 +139,12 @@ def test_command(policy_dir: Path | None, config_file: Path | None, suites: tupl
               help="Markdown: examples listed per kind of change.")
 @click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Git repository for git: versions (default: the one containing the current directory).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Processes deciding the cases, this one included (default: every CPU from 1000 cases on, "
+                   "else 1). A progress bar shows on stderr when it is a terminal.")
 def diff_command(base: str, head: str | None, head_config: Path | None, base_config: Path | None,
                  cases: tuple[Path, ...], generate: int | None, seed: int, fmt: str, allow_loosening: bool,
-                 require_opa: bool, max_examples: int, repo: Path | None) -> None:
+                 require_opa: bool, max_examples: int, repo: Path | None, workers: int | None) -> None:
     """Compare the decisions of two policy versions on the same requests.
 
     Every case is decided by the rego engine under OLD and NEW (each with its
@@ -195,6 +198,7 @@ def diff_command(base: str, head: str | None, head_config: Path | None, base_con
                 base_description=_with_config(base_desc, base_config),
                 head_description=_with_config(head_desc, head_config), sources=sources,
                 allow_loosening=allow_loosening, opa="require" if require_opa else "auto",
+                workers=workers, progress=True,
             )
     except EngineUnavailableError as exc:
         raise CliError(str(exc), EXIT_ENGINE) from None

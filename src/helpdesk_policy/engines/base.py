@@ -20,7 +20,6 @@ and call ``close()`` on engines without one.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,6 +72,8 @@ class BaseEngine(abc.ABC):
         """Decide one request; raise ``EngineError`` when it cannot."""
 
     async def aevaluate(self, request: Request) -> RawDecision:
+        import asyncio  # here, not at import: a process deciding synchronously never loads it
+
         return await asyncio.to_thread(self.evaluate, request)
 
     def close(self) -> None:

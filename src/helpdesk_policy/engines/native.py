@@ -15,11 +15,14 @@ than silently deciding with rules that are not the ones on disk.
 Speed: reasons and obligations are immutable, so every one whose text depends
 only on the config, the catalogue and a small closed vocabulary is built once
 per config in a :class:`_Book` (or on first use, and then kept); a decision
-mostly appends prebuilt objects.
+mostly appends prebuilt objects. Enum values are read as ``member._value_``
+(a plain attribute; ``.value`` is a property costing several times more)
+and levels are compared by rank, as ints.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from ..catalogue import ReasonCatalogue, load_catalogue
@@ -71,6 +74,7 @@ INFO_EVIDENCE_FIELDS = ["requester", "outcome"]
 _LEVELS = tuple(Level)
 _RANK = {lvl: i for i, lvl in enumerate(_LEVELS)}
 _AUTH_RANK = {s: i for i, s in enumerate(AUTH_STRENGTH_ORDER)}
+_MANAGER_APPROVAL = _RANK[L.MANAGER_APPROVAL]
 _CALLBACK = _RANK[L.CALLBACK]
 _DENY = _RANK[L.DENY]
 
@@ -113,9 +117,20 @@ class _Book:
         self.workload_rank = _AUTH_RANK[cfg.workload_min_auth_strength]
         self.strong_self_service_rank = _AUTH_RANK[cfg.strong_self_service_auth]
         # Prebuild what depends only on the config and closed vocabularies.
-        for a in Action:
-            self.reason("action_baseline.access" if a in cfg.access_actions else "action_baseline",
-                        cfg.action_baseline[a], a.value, cfg.action_baseline[a].value)
+        #: common.rego's baseline of each action when no strong path lowers it.
+        self.baseline = {
+            a: self.reason("action_baseline.access" if a in cfg.access_actions else "action_baseline",
+                           cfg.action_baseline[a], a.value, cfg.action_baseline[a].value)
+            for a in Action
+        }
+        #: What common.rego says of each action: (containment, recovery, access, no credential, NHI credential).
+        self.action_facts = {
+            a: (a in cfg.containment_actions, a in cfg.recovery_actions, a in cfg.access_actions,
+                a in cfg.no_credential_actions, a in cfg.nhi_credential_actions)
+            for a in Action
+        }
+        #: The constraints of a level that needs neither an approver nor a callback (immutable: shared).
+        self.no_constraints = construct_trusted(Constraints, {"approver": None, "callback": None})
         self.record_evidence = {lvl: _obligation("record_evidence", fields=EVIDENCE_FIELDS[lvl]) for lvl in _LEVELS}
         self.record_info = _obligation("record_evidence", fields=INFO_EVIDENCE_FIELDS)
         self.notify = {
@@ -162,8 +177,8 @@ def _reason_key(r: Reason) -> tuple[int, str, str]:
     return (-_RANK[r.level], r.code, r.message)
 
 
-def _obligation_key(o: Obligation) -> str:
-    return o.code
+_obligation_key = operator.attrgetter("code")
+_level_of = operator.attrgetter("level")
 
 
 def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) -> Verdict:
@@ -176,14 +191,10 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     strength = actor.auth_strength
 
     # common.rego: the action
-    is_containment = action in cfg.containment_actions
+    is_containment, is_recovery, is_access, no_credential, nhi_credential = b.action_facts[action]
     routine = action is Action.INFO_REQUEST or is_containment
     guarded = not routine
-    is_recovery = action in cfg.recovery_actions
-    is_access = action in cfg.access_actions
-    no_credential = action in cfg.no_credential_actions
     escalates = guarded and not no_credential
-    nhi_credential = action in cfg.nhi_credential_actions
 
     # common.rego: who asks
     is_human = target.type is TargetType.HUMAN
@@ -222,11 +233,11 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     security_role = support_role = False
     if human_actor and strong_auth and actor.roles:
         roles = actor.roles
-        security_role = any(r in cfg.security_roles for r in roles)
-        support_role = security_role or any(r in cfg.helpdesk_roles for r in roles)
+        security_role = not cfg.security_roles.isdisjoint(roles)
+        support_role = security_role or not cfg.helpdesk_roles.isdisjoint(roles)
     elif (
         actor.type is ActorType.SERVICE and authenticated and channel in _WORKLOAD_CHANNELS
-        and rank >= b.workload_rank and any(r in cfg.security_roles for r in actor.roles)
+        and rank >= b.workload_rank and not cfg.security_roles.isdisjoint(actor.roles)
     ):
         security_role = support_role = True  # a security tool (scanner, SOAR) on a workload channel
 
@@ -245,14 +256,13 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
 
     # common.rego: the baseline
     if self_service_path and action in cfg.strong_self_service_actions and rank >= b.strong_self_service_rank:
-        baseline = R("action_baseline.strong_self_service", L.SELF_SERVICE, action.value, strength.value)
+        baseline = R("action_baseline.strong_self_service", L.SELF_SERVICE, action._value_, strength._value_)
     elif workload_self_path and nhi_credential:
-        baseline = R("action_baseline.workload_self", L.SELF_SERVICE, action.value, strength.value)
+        baseline = R("action_baseline.workload_self", L.SELF_SERVICE, action._value_, strength._value_)
     elif owner_path and nhi_credential and rank >= b.strong_self_service_rank:
-        baseline = R("action_baseline.owner_rotation", L.SELF_SERVICE, action.value, strength.value)
+        baseline = R("action_baseline.owner_rotation", L.SELF_SERVICE, action._value_, strength._value_)
     else:
-        lvl = cfg.action_baseline[action]
-        baseline = R("action_baseline.access" if is_access else "action_baseline", lvl, action.value, lvl.value)
+        baseline = b.baseline[action]
     base_rank = _RANK[baseline.level]
 
     # common.rego: the target
@@ -271,7 +281,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     if not authenticated:
         add(R("requester_unauthenticated", L.STEP_UP))
     elif not strong_auth:
-        add(R("weak_authentication", L.STEP_UP, strength.value, cfg.min_auth_strength.value))
+        add(R("weak_authentication", L.STEP_UP, strength._value_, cfg.min_auth_strength._value_))
     if target.status is TargetStatus.OFFBOARDED and not is_containment:
         add(R("target_offboarded", L.DENY))
     if target.status is TargetStatus.SUSPENDED and guarded:
@@ -282,24 +292,24 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     # recovery.rego
     if is_recovery:
         if remote:
-            add(R("remote_channel_recovery", L.STEP_UP, action.value, channel.value))
+            add(R("remote_channel_recovery", L.STEP_UP, action._value_, channel._value_))
         if not no_credential:
             if remote:
                 if privileged:
-                    add(R("privileged_remote_recovery", L.CALLBACK, tier, channel.value))
+                    add(R("privileged_remote_recovery", L.CALLBACK, tier, channel._value_))
                 if target.vip:
-                    add(R("vip_remote_recovery", L.CALLBACK, channel.value))
+                    add(R("vip_remote_recovery", L.CALLBACK, channel._value_))
             if is_human and relationship not in _NOT_THIRD_PARTY:
-                add(R("third_party_recovery", L.CALLBACK, relationship.value))
+                add(R("third_party_recovery", L.CALLBACK, relationship._value_))
     if (
         is_human and action in cfg.factor_recovery_actions
         and not (human_actor and relationship is Relationship.SELF and strong_auth)
         and ctx.enrolled_factor_available is not True
     ):
         if remote:
-            add(R("factor_recovery_unverifiable", L.MANAGER_APPROVAL, action.value))
+            add(R("factor_recovery_unverifiable", L.MANAGER_APPROVAL, action._value_))
         else:
-            add(R("factor_recovery_unverifiable.proofing", L.STEP_UP, action.value))
+            add(R("factor_recovery_unverifiable.proofing", L.STEP_UP, action._value_))
     if is_human and relationship is Relationship.OTHER and guarded:
         add(R("unrelated_requester.agent" if is_agent else "unrelated_requester", L.DENY))
     if remote and action in cfg.factor_change_actions:
@@ -332,7 +342,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
     ):
         add(R(
             "containment_needs_approval.agent" if is_agent else "containment_needs_approval",
-            L.CALLBACK if privileged or target.vip else L.MANAGER_APPROVAL, action.value,
+            L.CALLBACK if privileged or target.vip else L.MANAGER_APPROVAL, action._value_,
         ))
 
     # info.rego
@@ -376,7 +386,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
         if scope is None:
             add(R("oauth_consent_scope.unknown", L.MANAGER_APPROVAL))
         elif scope is not ConsentScope.LOW:
-            add(R("oauth_consent_scope", L.MANAGER_APPROVAL, scope.value))
+            add(R("oauth_consent_scope", L.MANAGER_APPROVAL, scope._value_))
         if r_info.consent_tenant_wide is None:
             add(R("oauth_consent_tenant_wide.unknown", L.MANAGER_APPROVAL))
         elif r_info.consent_tenant_wide:
@@ -404,10 +414,10 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
             remediation = leaked and action in cfg.remediation_actions and strong_path
             medium = 0
             for s in signals:
-                name = s.value
+                name = s._value_
                 if s in cfg.high_risk_signals:
                     if remediation and s is RiskSignal.LEAKED_CREDENTIAL:
-                        add(R("risk_leaked_remediation", L.SELF_SERVICE, name, action.value))
+                        add(R("risk_leaked_remediation", L.SELF_SERVICE, name, action._value_))
                     elif strong_pr:
                         add(R("risk_high.strong", L.STEP_UP, name))
                     else:
@@ -432,7 +442,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
                 ))
 
     # decision.rego
-    top = max(_RANK[r.level] for r in reasons)
+    top = max(map(_RANK.__getitem__, map(_level_of, reasons)))
     level = _LEVELS[top]
     denied = top == _DENY
 
@@ -470,7 +480,7 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
 
     # constraints.rego
     approver = callback = None
-    if L.MANAGER_APPROVAL <= level <= L.CALLBACK:
+    if _MANAGER_APPROVAL <= top <= _CALLBACK:
         excluded = {actor.id}
         if actor.on_behalf_of is not None:
             excluded.add(actor.on_behalf_of)
@@ -504,15 +514,17 @@ def decide_native(req: Request, cfg: PolicyConfig, book: _Book | None = None) ->
 
     if len(reasons) > 1:
         reasons.sort(key=_reason_key)
-    obligations.sort(key=_obligation_key)
+    if len(obligations) > 1:
+        obligations.sort(key=_obligation_key)
     return construct_trusted(Verdict, {
         "level": level,
         "allowed": not denied,
-        "requirements": b.requirements[level],
+        "requirements": list(b.requirements[level]),  # the caller's own: the book's stays as it is
         "reasons": reasons,
         "obligations": obligations,
         "playbook": b.playbook[(action, level)],
-        "constraints": construct_trusted(Constraints, {"approver": approver, "callback": callback}),
+        "constraints": b.no_constraints if approver is None else construct_trusted(
+            Constraints, {"approver": approver, "callback": callback}),
     })
 
 
