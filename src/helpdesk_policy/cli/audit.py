@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import click
 
@@ -17,7 +18,7 @@ from ..errors import LedgerError, LedgerUnavailableError
 from ..ledger import LedgerStore, open_ledger
 from .errors import CliError
 
-__all__ = ["audit", "ledger_option", "opened_ledger", "EXIT_OK", "EXIT_BROKEN", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
+__all__ = ["audit", "ledger_option", "opened_ledger", "parse_time", "parse_now", "EXIT_OK", "EXIT_BROKEN", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
@@ -29,6 +30,26 @@ ledger_option = click.option(
     "--ledger", "url", required=True, envvar="HELPDESK_POLICY_LEDGER",
     help="The ledger: sqlite:///path/to/ledger.db or postgresql://user@host/db[?schema=name] "
          "(env HELPDESK_POLICY_LEDGER).")
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time with a zone given to ``option`` (None when not given); exit 2 otherwise."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option} {value!r} is not an ISO 8601 time such as 2026-11-24T09:00:00Z",
+                       EXIT_INVALID) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise CliError(f"{option} {value!r} needs a time zone (Z or +hh:mm)", EXIT_INVALID)
+    return parsed
+
+
+def parse_now(value: str | None, option: str = "--now") -> datetime:
+    """:func:`parse_time`, the current time when not given: the time a ledger command judges by."""
+    parsed = parse_time(value, option)
+    return datetime.now(timezone.utc) if parsed is None else parsed
 
 
 @contextmanager

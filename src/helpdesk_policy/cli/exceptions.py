@@ -23,9 +23,8 @@ import click
 from ..config import load_config
 from ..ledger.base import format_timestamp
 from ..ledger.exceptions import ExceptionError, ExceptionItem, ExceptionRegistry
-from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, ledger_option, opened_ledger
+from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, ledger_option, opened_ledger, parse_now, parse_time
 from .errors import CliError
-from .obligations import _parse_now
 
 __all__ = ["exceptions", "EXIT_OK", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
 
@@ -36,18 +35,6 @@ _OPTIONS = {
     "approved_by": "--approved-by", "approver_type": "--approver-type", "approved_at": "--approved-at",
     "starts_at": "--starts", "expires_at": "--expires/--hours",
 }
-
-
-def _parse_time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"{option} {value!r} is not an ISO 8601 time such as 2026-11-24T09:00:00Z", EXIT_INVALID) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise CliError(f"{option} {value!r} needs a time zone (Z or +hh:mm)", EXIT_INVALID)
-    return parsed
 
 
 def _refused(exc: ExceptionError, options: dict[str, str]) -> CliError:
@@ -106,9 +93,9 @@ def grant_command(url: str, exception_id: str, target: str, action: str, channel
     """
     if (expires is None) == (hours is None):
         raise CliError("give exactly one of --expires and --hours", EXIT_INVALID)
-    approved = _parse_time(approved_at, "--approved-at") or datetime.now(timezone.utc)
-    start = _parse_time(starts, "--starts") or approved
-    end = _parse_time(expires, "--expires") or start + timedelta(hours=hours or 0)
+    approved = parse_time(approved_at, "--approved-at") or datetime.now(timezone.utc)
+    start = parse_time(starts, "--starts") or approved
+    end = parse_time(expires, "--expires") or start + timedelta(hours=hours or 0)
     doc: dict[str, Any] = {
         "id": exception_id, "target_id": target, "action": action, "channels": list(channels) or None,
         "level": level, "requested_by": requested_by, "reason": reason, "reference": reference,
@@ -141,7 +128,7 @@ def list_command(url: str, show_all: bool, as_json: bool, now_text: str | None) 
     Exit status: 0 listed (expired ones too), 2 cannot open the ledger, 3 a
     missing extra or an unreachable database.
     """
-    now = _parse_now(now_text)
+    now = parse_now(now_text)
     with opened_ledger(url) as store:
         items = ExceptionRegistry(store).list(now, include_inactive=show_all)
     expired = sum(i.status == "expired" for i in items)
@@ -170,7 +157,7 @@ def show_command(url: str, exception_id: str, as_json: bool, now_text: str | Non
     Exit status: 0 shown, 2 no such exception or cannot open the ledger, 3 a
     missing extra or an unreachable database.
     """
-    now = _parse_now(now_text)
+    now = parse_now(now_text)
     with opened_ledger(url) as store:
         item = ExceptionRegistry(store).get(exception_id, now)
     if item is None:

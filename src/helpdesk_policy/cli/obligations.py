@@ -13,32 +13,18 @@ be opened), 3 a missing extra or an unreachable database.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import click
 
 from ..ledger.base import format_timestamp
 from ..ledger.obligations import ObligationError, ObligationTracker
-from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, ledger_option, opened_ledger
+from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, ledger_option, opened_ledger, parse_now
 from .errors import CliError
 
 __all__ = ["obligations", "EXIT_OK", "EXIT_REFUSED", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
 
 #: ``obligations done``: the item cannot be marked done (unknown, already done, a review by a non-person).
 EXIT_REFUSED = 1
-
-
-def _parse_now(value: str | None, option: str = "--now") -> datetime:
-    if value is None:
-        return datetime.now(timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"{option} {value!r} is not an ISO 8601 time such as 2026-11-24T09:00:00Z",
-                       EXIT_INVALID) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise CliError(f"{option} {value!r} needs a time zone (Z or +hh:mm)", EXIT_INVALID)
-    return parsed
 
 
 @click.group("obligations")
@@ -58,7 +44,7 @@ def due_command(url: str, within_hours: float, as_json: bool, now_text: str | No
     Exit status: 0 listed (overdue items too), 2 cannot open the ledger,
     3 a missing extra or an unreachable database.
     """
-    now = _parse_now(now_text)
+    now = parse_now(now_text)
     with opened_ledger(url) as store:
         items = ObligationTracker(store).due(now, within_hours=within_hours)
     if as_json:
@@ -96,7 +82,7 @@ def done_command(url: str, decision_id: str, code: str, by: str, by_type: str, a
     review by a service or an AI agent), 2 invalid, 3 a missing extra or an
     unreachable database.
     """
-    at = _parse_now(at_text, "--at")
+    at = parse_now(at_text, "--at")
     with opened_ledger(url) as store:
         try:
             item = ObligationTracker(store).mark_done(decision_id, code, by=by, at=at, by_type=by_type)  # type: ignore[arg-type]

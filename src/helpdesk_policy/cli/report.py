@@ -19,9 +19,8 @@ import click
 from ..errors import LedgerError
 from ..ledger.report import ComplianceReport, render_text, report_from_jsonl, report_from_ledger
 from ..ledger.report_html import render_html
-from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, opened_ledger
+from .audit import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, opened_ledger, parse_now
 from .errors import CliError
-from .obligations import _parse_now
 
 __all__ = ["report", "EXIT_OK", "EXIT_INVALID", "EXIT_UNAVAILABLE"]
 
@@ -67,7 +66,7 @@ def report(ctx: click.Context, url: str | None, jsonl: tuple[Path, ...], more_fi
     if not files and not url:
         raise CliError("say what to report on: --ledger URL (or env HELPDESK_POLICY_LEDGER) or --jsonl FILE...",
                        EXIT_INVALID)
-    now = _parse_now(now_text)
+    now = parse_now(now_text)
     if files:
         try:
             result = report_from_jsonl(files, now=now)
