@@ -28,6 +28,11 @@ plus ``--generated`` more from :func:`helpdesk_policy.ci.generate.generate_reque
                    document in, ``data.helpdesk.decision`` out, no facade
 ``regopy``         regopy (rego-cpp) with the stock Rego compiled once into a bundle, the
                    input set, the decision queried and read, no facade
+``compiled-raw``   the stock Rego compiled to Python (:mod:`helpdesk_policy.compiler`),
+                   input document in, ``data.helpdesk.decision`` out, no facade: what an
+                   *edited* policy costs to evaluate
+``compiled``       ``HelpdeskPolicy(engine="compiled").decide(dict)``: what ``engine="auto"``
+                   runs for an edited policy
 ``rego``           ``HelpdeskPolicy(engine="rego").decide(dict)``
 ``opa``            ``HelpdeskPolicy(engine="opa").decide(dict)`` over loopback HTTP to
                    ``tests/opa_server.py`` (OPA's REST API over OPA's Go evaluator) running
@@ -467,6 +472,17 @@ def make_opa_go(modules: dict[str, str], data: dict[str, Any]) -> Decide:
     return decide
 
 
+def make_compiled(modules: dict[str, str], data: dict[str, Any]) -> Decide:
+    """The stock Rego compiled to Python: input document in, ``data.helpdesk.decision`` out."""
+    try:
+        from helpdesk_policy.compiler.codegen import compile_policy
+        from helpdesk_policy.compiler.parser import parse_module
+    except ImportError as exc:
+        raise Skip(f"the Rego compiler cannot load ({exc})") from None
+    asts = {name: parse_module(source, name) for name, source in modules.items()}
+    return compile_policy(asts, data=data, entrypoint=DECISION_PATH.replace("/", ".")).evaluate
+
+
 def make_facade(engine: str, url: str | None = None) -> Decide:
     from helpdesk_policy import HelpdeskPolicy
 
@@ -498,6 +514,9 @@ def contenders(payload: dict[str, Any], opa_url: str | None) -> list[Contender]:
         Contender("opa-go", "OPA's Go evaluator in-process (`opa_bindings`) raw", "full",
                   lambda: make_opa_go(modules, data)),
         Contender("regopy", "regopy raw, no facade", "full", lambda: make_regopy(modules, data)),
+        Contender("compiled-raw", "the Rego compiled to Python, raw, no facade", "full",
+                  lambda: make_compiled(modules, data)),
+        Contender("compiled", "`compiled` decide(dict)", "raw", lambda: make_facade("compiled")),
         Contender("rego", "`rego` decide(dict)", "raw", lambda: make_facade("rego")),
         Contender("opa", "`opa` decide(dict) over loopback", "raw", lambda: _opa(opa_url)),
         Contender("rego-hit", "`rego` decide(dict), a decision-cache hit", "same", _rego_hit),

@@ -94,7 +94,7 @@ def test_decide_json_is_exactly_the_spec_shape() -> None:
     assert {"code": "revoke_previous_credential", "within_hours": 0} in doc["obligations"]
     assert set(doc["constraints"]) == {"approver", "callback"}
     assert doc["policy_revision"].startswith("sha256:") and doc["input_digest"].startswith("sha256:")
-    assert doc["engine"] == "rego" and doc["degraded"] is False
+    assert doc["engine"] == "native" and doc["degraded"] is False
     # What the decision is about, from examples/requests/02-phone-mfa-reset-admin.json.
     assert (doc["request_id"], doc["action"], doc["target_id"]) == ("INC0041388", "mfa_reset", "u-20417")
 
@@ -163,7 +163,7 @@ def test_decide_text_names_level_reasons_obligations_and_provenance() -> None:
             assert all(ref in text for ref in r.refs)
         for o in decision.obligations:
             assert o.code in text
-        assert "Engine: rego (degraded: no)" in text
+        assert "Engine: native (degraded: no)" in text
         assert decision.policy_revision in text and "Decision id: " in text
     assert "revoke_previous_credential (within_hours=24)" in run("decide", "--format", "text", str(API_KEY)).stdout
 
@@ -390,6 +390,7 @@ def test_verbose_logging_is_scoped_to_the_command(broken_engine: Callable[[str],
 def test_no_engine_at_all_exits_3(broken_engine: Callable[[str], None]) -> None:
     broken_engine("rego")
     broken_engine("native")
+    broken_engine("compiled")
     result = run("decide", str(PORTAL_RESET))
     assert result.exit_code == EXIT_ENGINE
     assert "no engine could be loaded" in result.stderr

@@ -224,7 +224,12 @@ def test_without_opa_conformance_is_skipped_visibly_or_required(monkeypatch: pyt
     required = run("--generate", "5", "--skip", "rego-tests", "--require-opa")
     assert required.exit_code == EXIT_ENGINE
     assert "OPA conformance is required" in required.output and "opa-golib-python-bindings==0.4.4" in required.output
-    assert run("--require-opa", "--skip", "conformance").exit_code == EXIT_USAGE
+    assert ("Compiled policy/OPA: SKIPPED (install OPA's Go evaluator to check the compiled policy against OPA: "
+            "pip install") in result.output
+    # The compiled policy's check needs OPA too: --require-opa still applies without the conformance check.
+    assert run("--generate", "5", "--skip", "rego-tests", "--require-opa", "--skip", "conformance").exit_code \
+        == EXIT_ENGINE
+    assert run("--require-opa", "--skip", "conformance", "--skip", "compiled").exit_code == EXIT_USAGE
 
 
 # ------------------------------------------------------------- organisations

@@ -51,7 +51,7 @@ from .digest import (
 )
 from .engines import Engine, load_engine
 from .engines.native import NativeEngine
-from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError
+from .errors import EngineUnavailableError, FieldError, InvalidConfigError, InvalidRequestError, PolicyLoadError
 from .models import Decision, DigestOf, PendingDecisionId, Request, Verdict, construct_trusted, parse_request
 from .policyset import PolicySet
 
@@ -65,8 +65,14 @@ __all__ = ["HelpdeskPolicy", "DecisionSink", "AUTO_CHAIN"]
 
 log = logging.getLogger("helpdesk_policy")
 
-#: ``engine="auto"``: the embedded Rego first, the native mirror if it fails.
-AUTO_CHAIN = ("rego", "native")
+#: ``engine="auto"``: the fastest evaluator proven for the policy set at hand
+#: first, the interpreter behind it. The native mirror when the policy's rules
+#: are the stock ones (``tests/test_parity.py`` proves it equal to the Rego);
+#: else the Rego compiled to Python when the compiler supports every construct
+#: of it (proven equal to OPA by this project's differential tests, and on an
+#: organisation's own cases by ``helpdesk-policy test``); then the embedded
+#: interpreter (rego-cpp), which runs any Rego.
+AUTO_CHAIN = ("native", "compiled", "rego")
 
 # Optional extras missing under engine="auto" are logged once per process at
 # WARNING (later at DEBUG): a missing install is not a fault, and an alert on
@@ -106,8 +112,12 @@ class HelpdeskPolicy:
     :attr:`chain`, an :class:`~helpdesk_policy.chain.EngineChain`.
 
     Args:
-        engine: ``"auto"`` (rego, then native), an engine name (``"rego"``,
-            ``"native"``, ``"opa"``) or an :class:`~helpdesk_policy.engines.Engine`.
+        engine: ``"auto"`` (the fastest evaluator proven for the policy set:
+            ``native`` for the stock rules, else ``compiled`` when the compiler
+            supports every construct, then the ``rego`` interpreter behind it;
+            see :data:`AUTO_CHAIN`), an engine name (``"native"``,
+            ``"compiled"``, ``"rego"``, ``"opa"``) or an
+            :class:`~helpdesk_policy.engines.Engine`.
         fallback: engines tried, in order, when the one before fails.
         config: a :class:`PolicyConfig`, a mapping, or a YAML/JSON file merged
             over the stock config.
@@ -282,12 +292,22 @@ class HelpdeskPolicy:
             if not isinstance(spec, str):
                 engines.append(spec)
                 continue
+            if tolerant and spec == "compiled" and any(type(e) is NativeEngine for e in engines):
+                continue  # the stock rules: the hand-written mirror is faster, and proven for them
             try:
                 engines.append(load_engine(spec, self.policy_set, **options.get(spec, {})))
             except EngineUnavailableError as exc:
                 if not tolerant:
                     raise
-                _warn_missing_once(spec, exc)
+                if spec == "native" and not _extra_missing(exc):
+                    log.debug("engine 'native' does not mirror this policy set: %s", exc)
+                else:
+                    _warn_missing_once(spec, exc)
+            except PolicyLoadError as exc:
+                if not (tolerant and spec == "compiled"):
+                    raise
+                # A construct the compiler does not translate: the interpreter runs this policy.
+                log.info("engine 'compiled' refuses this policy set, the interpreter decides: %s", exc)
         self._add_native_last_resort(engines)
         if not engines:
             raise EngineUnavailableError("no engine could be loaded", engine=str(engine))
@@ -868,6 +888,7 @@ _OFF_BY_DEFAULT = {
 #: alone (exactly these classes: a subclass may override ``evaluate``).
 _DETERMINISTIC_ENGINES = frozenset({
     "helpdesk_policy.engines.native.NativeEngine",
+    "helpdesk_policy.engines.compiled.CompiledEngine",
     "helpdesk_policy.engines.rego.RegoEngine",
     "helpdesk_policy.engines.opa.OpaEngine",
 })
@@ -896,6 +917,11 @@ def _cache_unsound(engine: Engine, policy_set: PolicySet) -> str | None:
         more = f" and {len(calls) - 3} more" if len(calls) > 3 else ""
         return f"the policy calls builtins whose answers change between calls: {', '.join(calls[:3])}{more}"
     return None
+
+
+def _extra_missing(exc: EngineUnavailableError) -> bool:
+    """Whether an engine could not load for want of an install (not because it refuses the policy)."""
+    return isinstance(exc.__cause__, ImportError)
 
 
 def _warn_missing_once(name: str, exc: EngineUnavailableError) -> None:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["assert_decision", "decision_for", "helpdesk_policy"]  # noqa: F822 - assert_decision via __getattr__
 
-_ENGINES = ("auto", "rego", "native", "opa")
+_ENGINES = ("auto", "native", "compiled", "rego", "opa")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -725,8 +725,8 @@ def _engine_spec(engine: Any) -> tuple[Any, dict[str, Any] | None]:
 
     entry = ENGINES.get(getattr(engine, "name", None))  # type: ignore[arg-type]
     stock = entry is not None and type(engine).__module__ == entry[0] and type(engine).__qualname__ == entry[1]
-    if stock and engine.name == "native":
-        return "native", None
+    if stock and engine.name in ("native", "compiled"):
+        return engine.name, None
     if stock and engine.name == "rego":
         entrypoint = getattr(engine, "entrypoint", DECISION_PATH)
         return "rego", ({"entrypoint": entrypoint} if entrypoint != DECISION_PATH else None)

@@ -47,11 +47,13 @@ if TYPE_CHECKING:
     from ..models import Request, Verdict
 
 __all__ = [
+    "COMPILED",
     "OPA_GO",
     "OPA_INSTALL_HINT",
     "Comparison",
     "EngineMismatch",
     "OpaGoEngine",
+    "check_compiled",
     "check_conformance",
     "compare_engines",
     "conformance_summary",
@@ -62,6 +64,8 @@ __all__ = [
 
 #: The name the conformance check gives OPA's Go evaluator.
 OPA_GO = "opa-go"
+#: The engine name of the Rego compiled to Python (:mod:`helpdesk_policy.engines.compiled`).
+COMPILED = "compiled"
 
 
 Status = Literal["passed", "failed", "skipped"]
@@ -330,3 +334,59 @@ def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]
             engine.close()
     return Comparison("failed" if mismatches else "passed", engines, requests=len(cases), seed=seed,
                       generated=generated, mismatches=tuple(mismatches), duration_s=time.perf_counter() - start)
+
+
+def check_compiled(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *, seed: int = 0,
+                   generated: int = 0, require_opa: bool = False) -> tuple[Comparison, Comparison]:
+    """The Rego compiled to Python (the ``compiled`` engine) against regopy and against OPA's Go evaluator.
+
+    Both compare whole verdicts (:func:`conformance_summary`) on ``cases``. A
+    policy the compiler refuses is not a failure: it runs on the interpreter,
+    and both comparisons are ``skipped``, their reason naming every refused
+    construct with its file and line.
+
+    Returns:
+        ``(compiled against rego, compiled against OPA's Go evaluator)``; the
+        second is skipped, visibly, when OPA's Go evaluator is not installed.
+
+    Raises:
+        EngineUnavailableError: regopy or lark is missing, or OPA's Go evaluator is and ``require_opa``.
+    """
+    from ..engines import load_engine
+
+    def skipped(against: str, reason: str) -> Comparison:
+        return Comparison("skipped", (COMPILED, against), seed=seed, reason=reason)
+
+    if require_opa:
+        require_opa_go()
+    if not cases:
+        return skipped("rego", "no requests"), skipped(OPA_GO, "no requests")
+    try:
+        compiled = load_engine(COMPILED, policy_set)
+    except EngineUnavailableError:
+        raise
+    except PolicyLoadError as exc:
+        why = f"the compiler refuses this policy, which runs on the interpreter instead: {exc}"
+        return skipped("rego", why), skipped(OPA_GO, why)
+    results: list[Comparison] = []
+    for against in ("rego", OPA_GO):
+        if against == OPA_GO and opa_go_missing() is not None:
+            results.append(skipped(OPA_GO, f"install OPA's Go evaluator to check the compiled policy against "
+                                            f"OPA: {OPA_INSTALL_HINT}"))
+            continue
+        start = time.perf_counter()
+        try:
+            other: Any = load_engine("rego", policy_set) if against == "rego" else OpaGoEngine(policy_set)
+        except PolicyLoadError as exc:
+            results.append(Comparison("failed", (COMPILED, against), requests=len(cases), seed=seed,
+                                      generated=generated, reason=str(exc), duration_s=time.perf_counter() - start))
+            continue
+        try:
+            mismatches = compare_engines(compiled, other, cases, summary=conformance_summary)
+        finally:
+            other.close()
+        results.append(Comparison("failed" if mismatches else "passed", (COMPILED, against), requests=len(cases),
+                                  seed=seed, generated=generated, mismatches=tuple(mismatches),
+                                  duration_s=time.perf_counter() - start))
+    compiled.close()
+    return results[0], results[1]

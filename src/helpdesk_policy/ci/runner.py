@@ -15,7 +15,12 @@
 4. OPA conformance on the same requests, for any Rego: rego-cpp and OPA's own
    Go evaluator must return the same whole decision
    (:mod:`helpdesk_policy.ci.conformance`); skipped, saying how to install it,
-   when OPA's Go evaluator is missing, unless it is required.
+   when OPA's Go evaluator is missing, unless it is required;
+5. the compiled policy (the Rego compiled to Python, what ``engine="auto"``
+   runs for an edited policy) against regopy and against OPA's Go evaluator,
+   whole decisions on the same requests. A policy the compiler refuses is
+   not a failure (it runs on the interpreter): both are skipped, naming every
+   refused construct with its file and line.
 
 Under an organisation's config (``config=``), the suites and both checks use
 that config, while the Rego unit tests keep the config they were written for
@@ -43,8 +48,11 @@ from ..errors import EngineUnavailableError, FieldError, HelpdeskPolicyError, Po
 from ..policyset import PolicySet
 from ..resources import stock_policy_dir
 from .conformance import (
+    COMPILED,
+    OPA_GO,
     Comparison,
     EngineMismatch,
+    check_compiled,
     check_conformance,
     compare_engines,
     require_opa_go,
@@ -130,6 +138,8 @@ class PolicyTestReport:
     suite_results: list[CaseResult] = field(default_factory=list)
     parity: Comparison = field(default_factory=lambda: _skipped_parity("not run"))
     conformance: Comparison = field(default_factory=lambda: skipped_conformance("not run"))
+    compiled_rego: Comparison = field(default_factory=lambda: _skipped_compiled("rego", "not run"))
+    compiled_opa: Comparison = field(default_factory=lambda: _skipped_compiled(OPA_GO, "not run"))
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -144,7 +154,7 @@ class PolicyTestReport:
     @property
     def ok(self) -> bool:
         return not (self.errors or self.rego_failed or self.suite_failed or self.parity.status == "failed"
-                    or self.conformance.status == "failed")
+                    or "failed" in (self.conformance.status, self.compiled_rego.status, self.compiled_opa.status))
 
     def per_suite(self) -> list[dict[str, Any]]:
         """Cases per suite file, in the order run: ``file``, ``suite``, ``cases``, ``passed``, ``failed``."""
@@ -167,6 +177,8 @@ class PolicyTestReport:
                        "mismatches": len(self.parity.mismatches)},
             "conformance": {"status": self.conformance.status, "requests": self.conformance.requests,
                             "mismatches": len(self.conformance.mismatches)},
+            **{name: {"status": c.status, "requests": c.requests, "mismatches": len(c.mismatches)}
+               for name, c in (("compiled_rego", self.compiled_rego), ("compiled_opa", self.compiled_opa))},
             "errors": len(self.errors),
         }
 
@@ -193,6 +205,8 @@ class PolicyTestReport:
                        "results": [r.to_dict() for r in self.suite_results]},
             "parity": self.parity.to_dict(),
             "conformance": self.conformance.to_dict(),
+            "compiled_rego": self.compiled_rego.to_dict(),
+            "compiled_opa": self.compiled_opa.to_dict(),
             "errors": list(self.errors),
             "duration_s": round(self.duration_s, 6),
         }
@@ -235,6 +249,9 @@ class PolicyTestReport:
         out.append("")
         out += self.parity.render_text("Parity rego/native")
         out += self.conformance.render_text("Conformance rego-cpp/OPA")
+        out += self.compiled_rego.render_text("Compiled policy/rego-cpp")
+        if self.compiled_opa.reason != self.compiled_rego.reason or self.compiled_opa.status != "skipped":
+            out += self.compiled_opa.render_text("Compiled policy/OPA")
         for e in self.errors:
             out += ["", f"ERROR {e}"]
         c = self.counts()
@@ -246,11 +263,26 @@ class PolicyTestReport:
             else f"suite cases {c['suite_cases']['passed']}/{c['suite_cases']['total']} passed",
             f"parity {self.parity.status}",
             f"OPA conformance {self.conformance.status}",
+            f"compiled {_compiled_status(self.compiled_rego, self.compiled_opa)}",
         ]
         if self.errors:
             parts.append(f"{len(self.errors)} error(s)")
         out.append(f"{'PASS' if self.ok else 'FAIL'}: " + "; ".join(parts) + f" ({self.duration_s:.2f}s)")
         return "\n".join(out)
+
+
+def _compiled_status(rego: Comparison, opa: Comparison) -> str:
+    if "failed" in (rego.status, opa.status):
+        return "failed"
+    if rego.status == "skipped" and (rego.reason or "").startswith("the compiler refuses"):
+        return "refused (runs on the interpreter)"
+    if opa.status == "skipped":
+        return f"{rego.status} (OPA skipped)" if rego.status == "passed" else rego.status
+    return rego.status
+
+
+def _skipped_compiled(against: str, reason: str, seed: int = 0) -> Comparison:
+    return Comparison("skipped", (COMPILED, against), seed=seed, reason=reason)
 
 
 def _ms(seconds: float) -> str:
@@ -270,6 +302,7 @@ def run_policy_tests(
     run_suites: bool = True,
     parity: bool = True,
     conformance: bool = True,
+    compiled: bool = True,
     require_opa: bool = False,
 ) -> PolicyTestReport:
     """Run the Rego unit tests, the expectation suites and the engine checks for one policy directory.
@@ -295,6 +328,9 @@ def run_policy_tests(
         parity: run the rego/native parity check (stock Rego only).
         conformance: decide the suites' and generated requests with OPA's Go
             evaluator too and compare (skipped, visibly, when it is not installed).
+        compiled: decide them with the compiled policy too and compare it with
+            regopy and with OPA's Go evaluator (skipped, naming the constructs,
+            when the compiler refuses the policy).
         require_opa: fail (EngineUnavailableError) when OPA's Go evaluator is missing.
 
     Raises:
@@ -307,7 +343,7 @@ def run_policy_tests(
     """
     start = time.perf_counter()
     policy_set = PolicySet.load(policy_dir, config)
-    if conformance and require_opa:
+    if (conformance or compiled) and require_opa:
         require_opa_go()  # before minutes of tests, not after
     report = PolicyTestReport(policy_dir=str(policy_set.directory), revision=policy_set.revision,
                               rego_evaluator=evaluator)
@@ -330,7 +366,7 @@ def run_policy_tests(
     else:
         report.suites_skipped = "disabled"
     cases: list[tuple[str, Request]] = []
-    if parity or conformance:
+    if parity or conformance or compiled:
         from .generate import generate_requests
 
         cases = [(r.request.id, r) for r in generate_requests(generate, seed)]
@@ -343,6 +379,11 @@ def run_policy_tests(
         _conformance_phase(report, policy_set, cases, generate, seed, require_opa)
     else:
         report.conformance = skipped_conformance("disabled", seed=seed)
+    if compiled:
+        _compiled_phase(report, policy_set, cases, generate, seed, require_opa)
+    else:
+        report.compiled_rego = _skipped_compiled("rego", "disabled", seed)
+        report.compiled_opa = _skipped_compiled(OPA_GO, "disabled", seed)
     report.duration_s = time.perf_counter() - start
     return report
 
@@ -436,6 +477,18 @@ def _conformance_phase(report: PolicyTestReport, policy_set: PolicySet, cases: l
         raise
     except HelpdeskPolicyError as exc:
         report.errors.append(f"OPA conformance: {exc}")
+
+
+def _compiled_phase(report: PolicyTestReport, policy_set: PolicySet, cases: list[tuple[str, Request]],
+                    generate: int, seed: int, require_opa: bool) -> None:
+    """5. The compiled policy against regopy and OPA's Go evaluator."""
+    try:
+        report.compiled_rego, report.compiled_opa = check_compiled(
+            policy_set, cases, seed=seed, generated=generate, require_opa=require_opa)
+    except EngineUnavailableError:
+        raise
+    except HelpdeskPolicyError as exc:
+        report.errors.append(f"compiled policy: {exc}")
 
 
 def _shown(path: Path, policy_dir: Path) -> str:

@@ -41,6 +41,7 @@ from .. import __version__
 from .audit import audit
 from .bundle import bundle
 from .ci import diff_command, init_command, test_command
+from .compile import compile_command
 from .decide import EXIT_DENY, EXIT_ENGINE, EXIT_INVALID, EXIT_OK, decide, explain, schema
 from .obligations import obligations
 from .exceptions import exceptions
@@ -96,6 +97,7 @@ main.add_command(bundle)
 main.add_command(test_command)
 main.add_command(diff_command)
 main.add_command(init_command)
+main.add_command(compile_command)
 main.add_command(audit)
 main.add_command(obligations)
 main.add_command(exceptions)

@@ -5,7 +5,8 @@ They are plain :class:`click.Command` objects, attached to the main group with
 ``main.add_command(test_command)`` (and ``diff_command``, ``init_command``).
 
 ``test [POLICY_DIR]`` exit codes: 0 everything passed; 1 a Rego test, a suite
-case, the parity or the OPA conformance check failed, or a suite file in
+case, the parity or the OPA conformance check failed, the compiled policy
+decided a request differently from regopy or OPA, or a suite file in
 POLICY_DIR/tests is broken; 2 usage error (including Rego that the loader
 refuses, a ``--suite`` file that is missing, unreadable or invalid, and a bad
 ``--config``); 3 the rego engine (regopy) is not installed, or OPA's Go
@@ -65,11 +66,11 @@ DEFAULT_DIFF_GENERATE = 500
 @click.option("--with-dir-suites", is_flag=True,
               help="With --suite: also run the suites in POLICY_DIR/tests.")
 @click.option("--generate", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Generated requests for the parity and OPA conformance checks.")
+              help="Generated requests for the parity, OPA conformance and compiled-policy checks.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated requests.")
 @click.option("--evaluator", type=click.Choice(REGO_TEST_EVALUATORS), default="regopy", show_default=True,
               help="Evaluator of the Rego unit tests: regopy (rego-cpp) or opa-go (OPA's Go evaluator, a dev extra).")
-@click.option("--skip", "skip", multiple=True, type=click.Choice(["rego-tests", "suites", "parity", "conformance"]),
+@click.option("--skip", "skip", multiple=True, type=click.Choice(["rego-tests", "suites", "parity", "conformance", "compiled"]),
               help="Leave a part out (repeatable), e.g. for a quick local loop; it is reported as skipped.")
 @click.option("--require-opa", is_flag=True,
               help="Fail (exit 3) when OPA's Go evaluator is not installed, instead of skipping the conformance check.")
@@ -83,9 +84,12 @@ def test_command(policy_dir: Path | None, config_file: Path | None, suites: tupl
     Runs the Rego unit tests (test_* rules in *_test.rego), the expectation
     suites in POLICY_DIR/tests (or the --suite ones), decided by the rego engine
     on POLICY_DIR, the rego/native parity check when POLICY_DIR's Rego is the
-    stock Rego, and the OPA conformance check (rego-cpp against OPA's own Go
-    evaluator, when installed) on generated and suite requests. Exit 1 on any
-    failure.
+    stock Rego, the OPA conformance check (rego-cpp against OPA's own Go
+    evaluator, when installed) and the compiled-policy check (the Rego compiled
+    to Python, which engine="auto" runs for an edited policy, against regopy
+    and OPA's Go evaluator) on generated and suite requests. Exit 1 on any
+    failure; a policy the compiler refuses is reported, not failed (it runs on
+    the interpreter).
     """
     from ..ci.runner import run_policy_tests
     from ..errors import EngineUnavailableError, HelpdeskPolicyError
@@ -93,14 +97,15 @@ def test_command(policy_dir: Path | None, config_file: Path | None, suites: tupl
     if with_dir_suites and not suites:
         raise CliError("--with-dir-suites only makes sense with --suite (POLICY_DIR/tests runs by default)",
                        EXIT_USAGE)
-    if require_opa and "conformance" in skip:
-        raise CliError("--require-opa contradicts --skip conformance", EXIT_USAGE)
+    if require_opa and "conformance" in skip and "compiled" in skip:
+        raise CliError("--require-opa contradicts --skip conformance --skip compiled", EXIT_USAGE)
     try:
         report = run_policy_tests(policy_dir, config=config_file, suites=suites,
                                   dir_suites=with_dir_suites or not suites, generate=generate, seed=seed,
                                   evaluator=evaluator, rego_tests="rego-tests" not in skip,
                                   run_suites="suites" not in skip, parity="parity" not in skip,
-                                  conformance="conformance" not in skip, require_opa=require_opa)
+                                  conformance="conformance" not in skip, compiled="compiled" not in skip,
+                                  require_opa=require_opa)
     except EngineUnavailableError as exc:
         raise CliError(str(exc), EXIT_ENGINE) from None
     except HelpdeskPolicyError as exc:

@@ -5,6 +5,7 @@ name          what it is                                   install
 ============  ===========================================  ===============================
 ``rego``      stock Rego, in-process (regopy / rego-cpp)   ``helpdesk-policy[rego]``
 ``native``    pure-Python mirror of the stock Rego          core
+``compiled``  the policy set's Rego compiled to Python      ``helpdesk-policy[rego]``
 ``opa``       an OPA server over its REST API               ``helpdesk-policy[opa]``
 ============  ===========================================  ===============================
 
@@ -28,6 +29,7 @@ __all__ = ["Engine", "BaseEngine", "RawDecision", "ENGINES", "load_engine"]
 ENGINES: dict[str, tuple[str, str, str | None]] = {
     "rego": ("helpdesk_policy.engines.rego", "RegoEngine", "rego"),
     "native": ("helpdesk_policy.engines.native", "NativeEngine", None),
+    "compiled": ("helpdesk_policy.engines.compiled", "CompiledEngine", "rego"),
     "opa": ("helpdesk_policy.engines.opa", "OpaEngine", "opa"),
 }
 

@@ -1,0 +1,407 @@
+"""Rego values in Python: representation, equality, OPA's total order, JSON in and out.
+
+The compiled policy works on a Python representation chosen so that Python's
+own ``==`` and ``hash`` *are* Rego equality, which lets generated code use
+plain ``==``, ``in`` and native ``frozenset``/``dict`` containers:
+
+======== =====================================================================
+Rego     Python
+======== =====================================================================
+null     ``None``
+boolean  :data:`TRUE` / :data:`FALSE`, two singletons of :class:`RegoBool`.
+         Not Python's ``bool``: ``True == 1`` and ``hash(True) == hash(1)`` in
+         Python, but ``true != 1`` in Rego, and ``{true, 1}`` has two elements.
+number   ``int`` or ``float`` (``1 == 1.0`` in both languages)
+string   ``str``
+array    ``tuple`` (hashable, so arrays can be set elements and object keys)
+object   :class:`Obj`, a ``dict`` subclass that is hashable
+set      ``frozenset``
+======== =====================================================================
+
+:data:`UNDEFINED` stands for Rego's *undefined*, which is not a value: it never
+appears inside a container.
+
+OPA's total order (``null < boolean < number < string < array < object <
+set``) is :func:`compare`; :func:`sort_key` makes it usable with ``sorted``.
+:func:`from_json` converts a JSON-compatible document into this
+representation, :func:`to_json` converts back the way OPA serialises a value
+(sets become arrays in OPA's order, object keys sorted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+__all__ = [
+    "RegoBool",
+    "TRUE",
+    "FALSE",
+    "Obj",
+    "UNDEFINED",
+    "rego_bool",
+    "from_json",
+    "to_json",
+    "compare",
+    "sort_key",
+    "sorted_values",
+    "type_name",
+    "is_number",
+    "format_number",
+    "to_rego_text",
+]
+
+
+class RegoBool:
+    """A Rego boolean: two singletons, :data:`TRUE` and :data:`FALSE`.
+
+    Equality is identity and the hash is the object's own, so a Rego boolean
+    never equals (nor collides in a set with) a number, unlike Python's bool.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def __repr__(self) -> str:
+        return "TRUE" if self.value else "FALSE"
+
+    def __reduce__(self) -> str:
+        # Pickling keeps the singletons singletons.
+        return "TRUE" if self.value else "FALSE"
+
+
+TRUE = RegoBool(True)
+FALSE = RegoBool(False)
+
+
+class _Undefined:
+    """Rego's *undefined*: the result of a failed lookup or a rule with no value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __reduce__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Any = _Undefined()
+
+
+class Obj(dict):  # type: ignore[type-arg]
+    """A Rego object: a ``dict`` that can be hashed (a set element, an object key).
+
+    Never mutated once built and shared, so hashing its items is sound.
+    """
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __repr__(self) -> str:
+        return f"Obj({dict.__repr__(self)})"
+
+
+def rego_bool(flag: bool) -> RegoBool:
+    """The Rego boolean for a Python truth value."""
+    return TRUE if flag else FALSE
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a Rego number (an int or float, never a boolean)."""
+    kind = type(value)
+    return kind is int or kind is float
+
+
+# --- JSON in and out -----------------------------------------------------------
+
+
+def from_json(doc: Any) -> Any:
+    """Convert a JSON-compatible Python document into the Rego representation.
+
+    Tuples and (frozen)sets are accepted as arrays and sets, so a value that is
+    already in the Rego representation converts to itself.
+
+    Raises:
+        TypeError: a value with no JSON meaning (a date, an object, a NaN key…).
+    """
+    kind = type(doc)
+    if kind is str or kind is int or kind is float or doc is None:
+        return doc
+    if kind is bool:
+        return TRUE if doc else FALSE
+    if kind is dict or kind is Obj:
+        return Obj({(k if type(k) is str else from_json(k)): from_json(v) for k, v in doc.items()})
+    if kind is list or kind is tuple:
+        return tuple([from_json(v) for v in doc])
+    if kind is RegoBool:
+        return doc
+    if kind is frozenset or kind is set:
+        return frozenset(from_json(v) for v in doc)
+    if isinstance(doc, bool):
+        return TRUE if doc else FALSE
+    if isinstance(doc, int):
+        return int(doc)
+    if isinstance(doc, float):
+        return float(doc)
+    if isinstance(doc, str):
+        return str(doc)
+    if isinstance(doc, dict):
+        return Obj({from_json(k): from_json(v) for k, v in doc.items()})
+    if isinstance(doc, (list, tuple)):
+        return tuple(from_json(v) for v in doc)
+    raise TypeError(f"not a JSON value: {kind.__name__}")
+
+
+def to_json(value: Any) -> Any:
+    """Convert a Rego value into plain JSON-compatible Python, as OPA serialises it.
+
+    Sets become lists sorted in OPA's order; object keys come in OPA's order
+    (non-string keys are kept as Python values, since OPA would stringify them
+    only when serialising to JSON text).
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is float or value is None:
+        return value
+    if kind is RegoBool:
+        return value.value
+    if kind is tuple:
+        return [to_json(v) for v in value]
+    if kind is Obj or kind is dict:
+        if all(type(k) is str for k in value):
+            return {k: to_json(value[k]) for k in sorted(value)}
+        return {to_json(k): to_json(value[k]) for k in sorted_values(value.keys())}
+    if kind is frozenset:
+        return [to_json(v) for v in sorted_values(value)]
+    raise TypeError(f"not a Rego value: {kind.__name__}")
+
+
+# --- OPA's total order ---------------------------------------------------------
+
+_RANK: dict[type, int] = {
+    type(None): 0,
+    RegoBool: 1,
+    int: 2,
+    float: 2,
+    str: 3,
+    tuple: 4,
+    Obj: 5,
+    dict: 5,
+    frozenset: 6,
+}
+
+
+def compare(a: Any, b: Any) -> int:
+    """OPA's total order on values: -1, 0 or 1. Never raises for Rego values.
+
+    Types order ``null < boolean < number < string < array < object < set``;
+    arrays compare element by element then by length; objects by their keys
+    in sorted order (key, then value, pair by pair) then by size; sets by
+    their sorted elements then by size, as OPA's ``ast.Compare`` does.
+    """
+    ra = _RANK[type(a)]
+    rb = _RANK[type(b)]
+    if ra != rb:
+        return -1 if ra < rb else 1
+    if ra == 2 or ra == 3:
+        return -1 if a < b else (1 if a > b else 0)
+    if ra == 0:
+        return 0
+    if ra == 1:
+        return (a.value > b.value) - (a.value < b.value)
+    if ra == 4:
+        return _compare_sequences(a, b)
+    if ra == 5:
+        keys_a = sorted_values(a.keys())
+        keys_b = sorted_values(b.keys())
+        for ka, kb in zip(keys_a, keys_b):
+            order = compare(ka, kb)
+            if order:
+                return order
+            order = compare(a[ka], b[kb])
+            if order:
+                return order
+        return (len(a) > len(b)) - (len(a) < len(b))
+    return _compare_sequences(sorted_values(a), sorted_values(b))
+
+
+def _compare_sequences(a: Any, b: Any) -> int:
+    for x, y in zip(a, b):
+        order = compare(x, y)
+        if order:
+            return order
+    return (len(a) > len(b)) - (len(a) < len(b))
+
+
+def sort_key(value: Any) -> Any:
+    """A key for ``sorted`` that orders values as :func:`compare` does, without pairwise calls.
+
+    Every value maps to a tuple whose first element is its type's rank, so
+    values of different types never meet in a Python comparison. Python
+    compares tuples element by element and then by length, which is exactly
+    how OPA compares arrays, objects (their (key, value) pairs in key order)
+    and sets (their sorted elements).
+    """
+    kind = type(value)
+    if kind is str:
+        return (3, value)
+    if kind is int or kind is float:
+        return (2, value)
+    if value is None:
+        return (0,)
+    if kind is RegoBool:
+        return (1, value.value)
+    if kind is tuple:
+        return (4, tuple([sort_key(v) for v in value]))
+    if kind is Obj or kind is dict:
+        keys = sorted([sort_key(k) for k in value]) if not all(type(k) is str for k in value) else None
+        if keys is None:
+            return (5, tuple([((3, k), sort_key(value[k])) for k in sorted(value)]))
+        by_key = {sort_key(k): k for k in value}
+        return (5, tuple([(key, sort_key(value[by_key[key]])) for key in keys]))
+    if kind is frozenset:
+        return (6, tuple(sorted([sort_key(v) for v in value])))
+    raise TypeError(f"not a Rego value: {kind.__name__}")
+
+
+def sorted_values(values: Iterable[Any]) -> list[Any]:
+    """The values in OPA's order; a fast path when all are strings or all numbers."""
+    items = list(values)
+    if not items:
+        return items
+    first = type(items[0])
+    if first is str:
+        if all(type(v) is str for v in items):
+            items.sort()
+            return items
+    elif first is int or first is float:
+        if all(type(v) is int or type(v) is float for v in items):
+            items.sort()
+            return items
+    items.sort(key=sort_key)
+    return items
+
+
+def type_name(value: Any) -> str:
+    """The Rego type name of a value, as ``type_name`` and error messages give it."""
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is RegoBool:
+        return "boolean"
+    if kind is int or kind is float:
+        return "number"
+    if kind is str:
+        return "string"
+    if kind is tuple:
+        return "array"
+    if kind is Obj or kind is dict:
+        return "object"
+    if kind is frozenset:
+        return "set"
+    return kind.__name__
+
+
+# --- text forms ----------------------------------------------------------------
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63
+
+
+def format_number(value: int | float) -> str:
+    """A number as OPA's ``sprintf("%v")`` prints it.
+
+    OPA hands sprintf an integer when the number holds one that fits int64
+    (``1000000.0`` -> ``1000000``, ``-0.0`` -> ``0``), a big integer for longer
+    integer text, and a float64 otherwise, which Go's ``%v`` prints as
+    :func:`go_float_g` does (``12345678.9`` -> ``1.23456789e+07``).
+    """
+    if type(value) is int:
+        return str(value)
+    if math.isinf(value) or math.isnan(value):
+        return "+Inf" if value > 0 else ("-Inf" if value < 0 else "NaN")
+    if value == int(value) and _INT64_MIN <= value < _INT64_MAX:
+        return str(int(value))
+    return go_float_g(value)
+
+
+def go_float_g(value: float) -> str:
+    """Go's ``strconv.FormatFloat(value, 'g', -1, 64)``.
+
+    Shortest round-tripping digits (Python's ``repr`` finds the same digits);
+    exponent form when the decimal exponent is below -4 or at least 6 (Go uses
+    precision 6 for that decision in the shortest form). Exponents have at
+    least two digits (``1e-05``, ``1.23456789e+07``).
+    """
+    text = repr(float(value))
+    sign = ""
+    if text.startswith("-"):
+        sign, text = "-", text[1:]
+    mantissa, _, exp_text = text.partition("e")
+    exponent = int(exp_text) if exp_text else 0
+    whole, _, frac = mantissa.partition(".")
+    if frac == "0":
+        frac = ""
+    digits = (whole + frac).lstrip("0")
+    # Position of the decimal point relative to the start of ``digits``.
+    point = len(whole.lstrip("0")) + exponent if whole.strip("0") else exponent - (len(frac) - len(frac.lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    decimal_exponent = point - 1
+    if decimal_exponent < -4 or decimal_exponent >= 6:
+        head, tail = digits[0], digits[1:]
+        body = head + ("." + tail if tail else "")
+        exp_sign = "-" if decimal_exponent < 0 else "+"
+        return f"{sign}{body}e{exp_sign}{abs(decimal_exponent):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * (-point)}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def to_rego_text(value: Any) -> str:
+    """A value in Rego syntax, as OPA's ``sprintf("%v")`` prints composite values."""
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is RegoBool:
+        return "true" if value.value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float:
+        # Inside a composite OPA prints a number's own JSON text, which for an
+        # input float is the text Python's json module wrote: its repr.
+        return repr(value)
+    if kind is str:
+        return _quote(value)
+    if kind is tuple:
+        return "[" + ", ".join(to_rego_text(v) for v in value) + "]"
+    if kind is Obj or kind is dict:
+        keys = sorted_values(value.keys())
+        return "{" + ", ".join(f"{to_rego_text(k)}: {to_rego_text(value[k])}" for k in keys) + "}"
+    if kind is frozenset:
+        if not value:
+            return "set()"
+        return "{" + ", ".join(to_rego_text(v) for v in sorted_values(value)) + "}"
+    return str(value)
+
+
+def _quote(text: str) -> str:
+    # Go's strconv.Quote as encoding/json would write it for Rego strings:
+    # OPA prints strings inside composites as JSON strings.
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def iter_ordered(values: Iterable[Any]) -> Iterator[Any]:
+    """Iterate values in OPA's order."""
+    return iter(sorted_values(values))
