@@ -37,6 +37,8 @@ def test_wheel_ships_policies_config_and_marker(wheel: Path) -> None:
     mappings = ROOT / "src" / "helpdesk_policy" / "integrations" / "mappings"
     shipped_mappings = {f"helpdesk_policy/integrations/mappings/{p.name}" for p in mappings.glob("*.yaml")}
     assert len(shipped_mappings) == 4 and shipped_mappings <= names
+    # The Rego compiler's grammar (read with importlib.resources on the first parse).
+    assert "helpdesk_policy/compiler/rego.lark" in names
 
 
 def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -> None:
@@ -46,13 +48,15 @@ def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -
         "import helpdesk_policy, sys;"
         "from helpdesk_policy import HelpdeskPolicy;"
         "assert 'site' in helpdesk_policy.__file__, helpdesk_policy.__file__;"
-        "p = HelpdeskPolicy(engine='rego');"
-        "d = p.decide({'request': {'id': 'r', 'action': 'mfa_reset', 'channel': 'phone'},"
+        "r = {'request': {'id': 'r', 'action': 'mfa_reset', 'channel': 'phone'},"
         " 'actor': {'id': 'u', 'type': 'human', 'relationship': 'self', 'authenticated': False, 'auth_strength': 'none'},"
-        " 'target': {'id': 'u', 'type': 'human', 'privileged': True, 'privilege_tier': 2, 'vip': False, 'status': 'active'}});"
+        " 'target': {'id': 'u', 'type': 'human', 'privileged': True, 'privilege_tier': 2, 'vip': False, 'status': 'active'}};"
+        "d = HelpdeskPolicy(engine='rego').decide(r);"
         "print(d.level.value, d.engine, d.degraded);"
         "from helpdesk_policy.integrations import SHIPPED_MAPPINGS, load_mapping;"
-        "print(len([load_mapping(n) for n in SHIPPED_MAPPINGS]))"
+        "print(len([load_mapping(n) for n in SHIPPED_MAPPINGS]));"
+        "c = HelpdeskPolicy(engine='compiled').decide(r);"
+        "print(c.level.value, c.engine)"
     )
     # Run from an unrelated directory with only the unpacked wheel (plus the venv's
     # dependencies) importable, so the repo's src/ cannot be what is found.
@@ -62,7 +66,8 @@ def test_installed_wheel_decides_without_the_repo(wheel: Path, tmp_path: Path) -
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["callback", "rego", "False", "4"]
+    # The compiled engine parses the shipped Rego with the shipped grammar.
+    assert out.stdout.split() == ["callback", "rego", "False", "4", "callback", "compiled"]
 
 
 def test_importing_the_package_is_lazy() -> None:
