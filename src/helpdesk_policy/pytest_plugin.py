@@ -60,7 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Policy directory of the helpdesk_policy fixture (default: the stock policies).")
     group.addoption("--helpdesk-policy-config", dest="helpdesk_policy_config", default=None,
                     help="Policy config file of the helpdesk_policy fixture (merged over the stock config).")
-    parser.addini("helpdesk_policy_engine", "Engine of the helpdesk_policy fixture: auto, rego, native or opa.",
+    parser.addini("helpdesk_policy_engine", "Engine of the helpdesk_policy fixture: auto, native, compiled, rego or opa.",
                   default="auto")
     parser.addini("helpdesk_policy_dir", "Policy directory of the helpdesk_policy fixture (relative to rootdir).",
                   default="")
