@@ -65,6 +65,56 @@ CONSTRUCT_CASES: list[Case] = [
     ("no_early_exit_variable", "x := y if { some y in input.l; count(y) > 0 }", [{"l": ["a", None]}]),
     ("object_undefined_value", 'x := {"a": input.a, "b": input.b}', [{"a": 1}, {"a": 1, "b": 2}]),
     ("string_keys_nested", 'x := input.a.b[0].c', [{"a": {"b": [{"c": 5}]}}, {"a": {"b": []}}, {"a": "s"}]),
+    # --- the speed specialisations (codegen/runtime/values), each where it could go wrong
+    # Loops that collect into a set/object iterate unsorted; these must stay in OPA's order:
+    ("array_over_set_of_objects_keeps_order", "x := [o.k | some o in {e | some e in input.l}]",
+     [{"l": [{"k": "b", "z": 1}, {"k": "a"}, {"k": "a", "y": 0}, {"k": 2}, {"j": 9}]}]),
+    ("first_solution_stops_before_later_error", "x if { some v in {e | some e in input.l}; v + 0 > 0 }",
+     # 7 and -9 hash to the last slot of a small set: the strings come first unsorted.
+     [{"l": ["a", 1]}, {"l": [2, "a"]}, {"l": ["a"]}, {"l": [-1, "a"]}, {"l": ["a", "b", "c", 7]}]),
+    ("negation_stops_before_later_error", "big if { some v in {e | some e in input.l}; v * 1 > 5 }\nx if not big",
+     [{"l": ["a", 9]}, {"l": [1, "a"]}, {"l": [1, 2]}, {"l": ["a", "b", "c", 7]}]),
+    ("every_stops_at_first_failure", "x if { every v in {e | some e in input.l} { v + 0 > 0 } }",
+     [{"l": [-1, "a"]}, {"l": [1, "a"]}, {"l": [1, 2]}, {"l": ["a", "b", "c", -9]}]),
+    ("set_comprehension_errors_wherever_the_error_is", "x := {y | some v in {e | some e in input.l}; y := v * 2}",
+     [{"l": [1, 2]}, {"l": [1, "a", 3]}, {"l": ["a"]}]),
+    ("complete_conflict_over_set", "x := v if { some o in {e | some e in input.l}; v := o.k }",
+     [{"l": [{"k": 1}, {"k": 1, "z": 0}]}, {"l": [{"k": 1}, {"k": 2}]}, {"l": []}]),
+    ("object_comprehension_over_set", "x := {o.k: o.v | some o in {e | some e in input.l}}",
+     [{"l": [{"k": "a", "v": 1}, {"k": "b", "v": 2}]}, {"l": [{"k": "a", "v": 1}, {"k": "a", "v": 2}]}]),
+    # Input paths are looked up once per evaluation, on any input shape:
+    ("input_paths_on_any_shape", 'default p := "u"\np := input.a.b\ndefault q := "u"\nq := input.a.b.c\nx := [p, q, p]',
+     [{"a": {"b": {"c": 1}}}, {"a": "str"}, "str", [1, 2], None, {"a": [{"b": 1}]}, {"a": {"b": [1]}}, {"a": {"b": False}}]),
+    ("input_path_prefix_and_whole", "x := [input.a, input.a.b, count(input)]", [{"a": {"b": 1}}, {"a": 1}, {"b": 1}]),
+    # A constant object read with a variable key; a constant collection iterated:
+    ("dynamic_key_into_constant_object", "x := [data.d.table[k] | some k in input.keys]",
+     [{"keys": ["a", "b", "zz", 1, True, None]}, {"keys": []}]),
+    ("iteration_over_constant_object", "x := [[k, v] | v := data.d.table[k]]", [{}]),
+    ("iteration_over_constant_set", "s := {3, 1, \"a\", [0]}\nx := [v | s[v]]", [{}]),
+    # Partial-rule definitions run inline, one after another, reusing temporaries:
+    ("partial_set_definitions_inline",
+     "s contains a if { a := input.a; a > 0 }\ns contains b if { b := input.b; not b == 0 }\n"
+     "s contains c if { some c in input.l; c > 1 }\nx := s",
+     [{"a": 1, "b": 2, "l": [1, 5]}, {"b": 0, "l": "x"}, {"a": -1}, {}]),
+    ("partial_object_definitions_inline",
+     'o[k] := 1 if { some k in input.l }\no[k] := v if { k := "z"; v := input.z }\nx := o',
+     [{"l": ["a"], "z": 3}, {"l": ["z"], "z": 1}, {"l": ["z"], "z": 2}]),
+    # A rule that is one definition is its own cached function, undefined cached too:
+    ("single_definition_rule_read_twice",
+     "y := input.a\ndefault z := false\nz if y\ndefault w := false\nw if y == 1\nx := [z, w, z]",
+     [{"a": 1}, {"a": False}, {}]),
+    # Operands computed once for a comparison; truth tests on calls:
+    ("comparison_of_computed_operands", "x if { input.a + input.b < 3 }\ny := count(input.l) >= 2",
+     [{"a": 1, "b": 1}, {"a": "s", "b": 1}, {"a": 2, "b": 2}]),
+    ("truth_test_of_call", "f(v) := v\nx if f(input.a)", [{"a": True}, {"a": False}, {"a": 0}, {}]),
+    # Output sets of objects sorted (fast path: distinct first members; fallbacks otherwise):
+    ("set_of_objects_output_order", "x := {o | some o in input.l}",
+     [{"l": [{"code": "b", "x": 1}, {"code": "a"}, {"code": "c", "a": 0}]},
+      {"l": [{"code": "a", "y": 2}, {"code": "a", "y": 1}]},
+      {"l": [{"code": 1}, {"code": "a"}, {"a": 0}]},
+      {"l": [{"code": 2}, {"code": 1.5}, {"code": True}]},
+      {"l": [{"code": [1]}, {"code": [0, 1]}]},
+      {"l": [{}, {"code": "a"}]}]),
 ]
 
 #: (id, rules, inputs): builtins, each on edge cases (unicode, empty, negative, wrong types).
@@ -74,6 +124,8 @@ BUILTIN_CASES: list[Case] = [
       {"a": 2**70, "b": 9223372036854775807.0, "c": 0.1, "d": "s"}]),
     ("sprintf_composites", 'x := sprintf("%v|%v|%v|%s|%v", [input.a, {1, 2}, set(), input.b, input.c])',
      [{"a": None, "b": "str", "c": {"k": [1, True, "é"]}}, {"a": [1.5, "q"], "b": 3, "c": True}]),
+    ("sprintf_format_reused", 'x := [sprintf(input.f, input.a), sprintf(input.f, ["x"]), sprintf("%5v|%-3v|%v", input.a)]',
+     [{"f": "%v-%v", "a": ["ab", "c"]}, {"f": "%v-%v", "a": [1, {"k": 1}]}, {"f": "%s %% %d", "a": ["q", "r"]}]),
     ("sprintf_missing_extra", 'x := [sprintf("%v %v", [1]), sprintf("%v", [1, 2]), sprintf("100%%", [])]', [{}]),
     ("count", "x := count(input.a)", [{"a": "héllo"}, {"a": ""}, {"a": {"k": 1}}, {"a": True}]),
     ("concat", 'x := concat(input.d, input.l)', [{"d": "-", "l": ["a", "b"]}, {"d": "", "l": []}, {"d": ",", "l": ["a", 1]}]),

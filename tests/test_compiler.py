@@ -362,3 +362,70 @@ def test_opa_version_is_the_oracles() -> None:
 
 def test_every_builtin_name_is_deterministic() -> None:
     assert not [name for name in compiler_builtins.BUILTINS if compiler_builtins.is_non_deterministic(name)]
+
+
+# --- the speed specialisations: each checked against the general path it replaces ------------
+
+from helpdesk_policy.compiler import values as compiler_values  # noqa: E402
+
+_REGO_SCALARS = st.one_of(st.none(), st.sampled_from([compiler_values.TRUE, compiler_values.FALSE]),
+                          st.integers(-3, 3), st.sampled_from([1.0, 2.5, -0.5]), st.sampled_from(["", "a", "b", "ab"]))
+_REGO_VALUES = st.recursive(
+    _REGO_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(tuple),
+        st.frozensets(inner, max_size=3),
+        st.dictionaries(st.one_of(st.sampled_from(["a", "b", "code"]), inner), inner, max_size=3).map(compiler_values.Obj),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_REGO_VALUES, _REGO_VALUES)
+def test_sort_key_orders_as_compare_does(a: Any, b: Any) -> None:
+    key_a, key_b = compiler_values.sort_key(a), compiler_values.sort_key(b)
+    assert (key_a > key_b) - (key_a < key_b) == compiler_values.compare(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["code", "level", "z"]),
+                                st.one_of(st.sampled_from(["a", "b", "c"]), st.integers(0, 2), st.just(compiler_values.TRUE)),
+                                max_size=3).map(compiler_values.Obj), min_size=2, max_size=5))
+def test_sorting_objects_by_first_member_is_opas_order(objects: list[Any]) -> None:
+    expected = sorted(objects, key=compiler_values.sort_key)
+    got = compiler_values.sorted_values(objects)
+    assert [json.dumps(compiler_values.to_json(o)) for o in got] == [json.dumps(compiler_values.to_json(o)) for o in expected]
+
+
+def test_fast_object_sort_applies_only_where_the_first_member_decides() -> None:
+    obj = compiler_values.Obj
+    distinct = [obj({"code": "b", "x": 1}), obj({"code": "a"})]
+    assert compiler_values._sort_objects_by_first_member(list(distinct))
+    for undecided in ([obj({"code": "a", "y": 2}), obj({"code": "a", "y": 1})],  # a tie
+                      [obj({"code": "a"}), obj({"a": 0})],  # different first keys
+                      [obj({"code": 1}), obj({"code": "a"})],  # mixed types
+                      [obj({1: "a"}), obj({"code": "a"})]):  # a key that is not a string
+        assert not compiler_values._sort_objects_by_first_member(list(undecided))
+
+
+def test_loops_sort_only_where_order_is_observable() -> None:
+    source = compile_policy(_module(
+        "s := {v | some v in input.l}\n"       # collects into a set: unsorted
+        "a := [v | some v in input.l]\n"       # builds an array: OPA's order
+        "f if { some v in input.l; v > 1 }\n"  # stops at the first solution: OPA's order
+        "x := [s, a, f]"), entrypoint="p.x").source
+    def loop_of(rule: str) -> str:
+        body = source.split(f"def r_p_{rule}(", 1)[1].split("\ndef ", 1)[0]
+        return re.search(r"for \w+ in (\w+)\(", body).group(1)  # type: ignore[union-attr]
+    assert loop_of("s") == "iter_values_any"
+    assert loop_of("a") == "iter_values"
+    assert loop_of("f") == "iter_values"
+
+
+def test_input_paths_are_looked_up_once_per_evaluation(stock_compiled: CompiledPolicy) -> None:
+    source = stock_compiled.source
+    evaluate = source.split("def evaluate(i):", 1)[1]
+    rules = source.split("def evaluate(i):", 1)[0]
+    assert "dot(dot(i" not in rules and "i.get(" not in rules
+    assert re.search(r"p\d+ = i\.get\('request', U\)", evaluate)

@@ -418,6 +418,25 @@ def _go_quote(text: str) -> str:
     return "".join(out)
 
 
+#: Parsed sprintf formats: a policy uses a handful of constant formats, so each
+#: is split into (literal text, verb spec) parts once per process.
+_FORMATS: dict[str, tuple[tuple[str, tuple[str, str | None, str | None, str] | None], ...]] = {}
+_FORMATS_SIZE = 1024
+
+
+def _parse_format(fmt: str) -> tuple[tuple[str, tuple[str, str | None, str | None, str] | None], ...]:
+    """``fmt`` as (literal text, (flags, width, precision, verb)) parts; the last part has no verb."""
+    parts: list[tuple[str, tuple[str, str | None, str | None, str] | None]] = []
+    position = 0
+    while True:
+        match = _VERB.search(fmt, position)
+        if match is None:
+            parts.append((fmt[position:], None))
+            return tuple(parts)
+        parts.append((fmt[position:match.start()], match.groups()))  # type: ignore[arg-type]
+        position = match.end()
+
+
 def sprintf(fmt: Any, args: Any) -> Any:
     """OPA's ``sprintf``: Go's ``fmt.Sprintf`` on the arguments as OPA converts them.
 
@@ -428,25 +447,31 @@ def sprintf(fmt: Any, args: Any) -> Any:
     fmt = _string("sprintf", 1, fmt)
     if type(args) is not tuple:
         raise _operand_error("sprintf", 2, "array", args)
+    parts = _FORMATS.get(fmt)
+    if parts is None:
+        parts = _parse_format(fmt)
+        if len(_FORMATS) < _FORMATS_SIZE:
+            _FORMATS[fmt] = parts
     out: list[str] = []
-    position = 0
     index = 0
-    while True:
-        match = _VERB.search(fmt, position)
-        if match is None:
-            out.append(fmt[position:])
+    count = len(args)
+    for literal, spec in parts:
+        out.append(literal)
+        if spec is None:
             break
-        out.append(fmt[position:match.start()])
-        flags, width, precision, verb = match.groups()
-        position = match.end()
+        flags, width, precision, verb = spec
         if verb == "%":
             out.append("%")
             continue
-        if index >= len(args):
+        if index >= count:
             out.append(f"%!{verb}(MISSING)")
             continue
-        out.append(_format_one(verb, flags, width, precision, args[index]))
+        value = args[index]
         index += 1
+        if type(value) is str and verb == "v" and not flags and width is None and precision is None:
+            out.append(value)  # the common ``%v`` of a string prints it as it is
+        else:
+            out.append(_format_one(verb, flags, width, precision, value))
     if index < len(args):
         extra = ", ".join(f"{_go_type(v)}={_plain(v)}" for v in args[index:])
         out.append(f"%!(EXTRA {extra})")

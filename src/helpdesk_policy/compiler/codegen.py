@@ -252,6 +252,9 @@ def _is_true_body(body: Sequence[dict[str, Any]]) -> bool:
 
 
 _IDENT = re.compile(r"[^0-9a-zA-Z_]")
+#: Python expressions that cost nothing to evaluate again: names, numbers, short
+#: strings, and slots of the per-evaluation list.
+_SIMPLE_CODE = re.compile(r"[A-Za-z_]\w*|-?\d+(\.\d+)?|'[^'\\]{0,40}'|c\[-?\d+\]")
 
 
 def _py_ident(text: str) -> str:
@@ -590,6 +593,7 @@ class _GroupWriter:
         # ``lines``: a block that ends by collecting every solution into an
         # unordered result rewrites them to iterate without sorting.
         self.loop_lines: list[int] = []
+        self.store_slot: int | None = None
         self.scope = _Scope()
         self.args: set[str] = set()
 
@@ -656,9 +660,16 @@ class _GroupWriter:
             out.extend(self.write_cached())
         return "\n".join(out) + "\n"
 
-    def def_function(self, rdef: _Def, index: int) -> tuple[str, list[str]] | None:
-        """One definition (with its else chain) as its own function; None if refused."""
-        name = f"{self.group.pyname}__{index}"
+    def def_function(self, rdef: _Def, index: int, *, name: str | None = None,
+                     store_slot: int | None = None) -> tuple[str, list[str]] | None:
+        """One definition (with its else chain) as its own function; None if refused.
+
+        ``name`` names the function (``<group>__<index>`` by default); with
+        ``store_slot`` every value it returns is also stored in that cache slot,
+        so the definition *is* the rule's cached function (no wrapper call).
+        """
+        name = name or f"{self.group.pyname}__{index}"
+        self.store_slot = store_slot
         self.c.current_def = rdef
         self.lines = []
         self.loop_lines = []
@@ -714,16 +725,29 @@ class _GroupWriter:
                 if constant_value or value_term is None or not self.loops:
                     # OPA stops at the first solution of a body with a constant value;
                     # a body without iteration has at most one solution anyway.
-                    self.emit(f"return {value}")
+                    self.emit_return(value)
                     unordered = False
                 else:
                     self.emit(f"if out is U: out = {value}")
                     self.emit(f"elif out != {value}: raise RegoConflictError('complete rules must not produce multiple outputs: data.{'.'.join(self.group.path)}')")
             self.close(saved, unordered=unordered)
             if multi and position < len(chain) - 1:
-                self.emit("if out is not U: return out")
+                self.emit("if out is not U:")
+                self.indent += 1
+                self.emit_return("out")
+                self.indent -= 1
         if multi:
-            self.emit("return out")
+            self.emit_return("out")
+
+    def emit_return(self, code: str) -> None:
+        """Return ``code`` from a definition (storing it in the rule's slot when the
+        definition is the rule's cached function)."""
+        if self.store_slot is None:
+            self.emit(f"return {code}")
+            return
+        code = self.simple(code)
+        self.emit(f"c[{self.store_slot}] = {code}")
+        self.emit(f"return {code}")
 
     def bind_args(self, args: Sequence[dict[str, Any]]) -> None:
         self.args = set()
@@ -743,6 +767,13 @@ class _GroupWriter:
 
     def write_cached(self) -> list[str]:
         group = self.group
+        if group.kind == "complete" and len(group.defs) == 1 and group.default is None:
+            # One definition, no default: the definition is the cached function
+            # itself. Its callers read the slot first (see data_ref), so it runs
+            # once per evaluation and stores whatever it returns, undefined too.
+            made = self.def_function(group.defs[0], 0, name=group.pyname, store_slot=group.slot)
+            if made is not None:
+                return made[1]
         defs: list[tuple[str, list[str]]] = []
         for index, rdef in enumerate(group.defs):
             made = self.def_function(rdef, index)
@@ -766,20 +797,24 @@ class _GroupWriter:
             finally:
                 self.c.current_def = None
         out: list[str] = []
-        for _name, lines in defs:
-            out.extend(lines)
+        inline = group.kind in ("set", "object")
+        if not inline:
+            for _name, lines in defs:
+                out.extend(lines)
         slot = group.slot
         out.append(f"def {group.pyname}(c, i):")
         out.append(f"    v = c[{slot}]")
         out.append("    if v is not M: return v")
-        if group.kind == "set":
-            out.append("    acc = set()")
-            out.extend(f"    {name}(c, i, acc)" for name, _ in defs)
-            out.append("    v = frozenset(acc)")
-        elif group.kind == "object":
-            out.append("    acc = {}")
-            out.extend(f"    {name}(c, i, acc)" for name, _ in defs)
-            out.append("    v = Obj(acc)")
+        if inline:
+            # Each definition of a partial rule is a self-contained ``for _ in ONCE:``
+            # block that adds to ``acc`` (its temporaries are assigned before they are
+            # read), so they run inline, one after the other, rather than as calls.
+            out.append("    acc = set()" if group.kind == "set" else "    acc = {}")
+            for _name, lines in defs:
+                where = lines[0].partition("#")[2].strip()
+                out.append(f"    # {where}")
+                out.extend(lines[1:])
+            out.append("    v = frozenset(acc)" if group.kind == "set" else "    v = Obj(acc)")
         elif len(defs) == 1:
             out.append(f"    v = {defs[0][0]}(c, i)")
             if default_code != "U":
@@ -809,7 +844,8 @@ class _GroupWriter:
                 self.c.current_def = None
         defs: list[tuple[str, list[str]]] = []
         for index, rdef in enumerate(group.defs):
-            made = self.def_function(rdef, index)
+            # A function with one definition is that definition: no wrapper call.
+            made = self.def_function(rdef, index, name=group.pyname if len(group.defs) == 1 else None)
             if made is not None:
                 defs.append(made)
         # All definitions (and their else branches) giving one same constant:
@@ -831,6 +867,8 @@ class _GroupWriter:
         out: list[str] = []
         for _name, lines in defs:
             out.extend(lines)
+        if len(defs) == 1 and defs[0][0] == group.pyname:
+            return out
         out.append(f"def {group.pyname}(c, i{args}):")
         if len(defs) == 1:
             out.append(f"    return {defs[0][0]}(c, i{args})")
@@ -1016,10 +1054,20 @@ class _GroupWriter:
         out.append({"terms": [{"type": "ref", "value": [{"type": "var", "value": "eq"}]}, generated, term]})
         return generated
 
+    def simple(self, code: str) -> str:
+        """``code`` if it is cheap to evaluate twice (a name, a literal, a cache slot), else a
+        temporary holding its value (computed here, once, in the same order)."""
+        if _SIMPLE_CODE.fullmatch(code):
+            return code
+        temp = self.fresh()
+        self.emit(f"{temp} = {code}")
+        return temp
+
     def test_truthy(self, value: tuple[str, bool]) -> None:
         code, maybe_undefined = value
         if code == "TRUE":
             return
+        code = self.simple(code)
         if maybe_undefined:
             self.emit(f"if {code} is U or {code} is FALSE: continue")
         else:
@@ -1028,6 +1076,10 @@ class _GroupWriter:
     def condition(self, name: str, args: Sequence[dict[str, Any]]) -> str:
         left = self.need(args[0])
         right = self.need(args[1])
+        if name not in ("equal", "neq"):
+            # The specialised comparison below names each operand twice.
+            left = self.simple(left)
+            right = self.simple(right)
         if name in ("equal", "neq"):
             return f"{left} {_COMPARISONS[name]} {right}"
         left_const = _literal(args[0])
@@ -1273,7 +1325,11 @@ class _GroupWriter:
             if group.kind == "function":
                 self.c.refuse(node, "function reference", "a function used as a value")
             name = self.c.ensure(group)
-            return self.apply_ops(f"{name}(c, i)", extra + rest, node, maybe_undefined=group.kind == "complete")
+            # Read the rule's cache slot inline: most reads of a rule find it already
+            # evaluated, and a Python call costs more than the rest of such a read.
+            slot = group.slot
+            code = f"(c[{slot}] if c[{slot}] is not M else {name}(c, i))"
+            return self.apply_ops(code, extra + rest, node, maybe_undefined=group.kind == "complete")
         if isinstance(tree, dict) and tree:
             self.c.refuse(node, "virtual document", f"a reference to the whole of data.{'.'.join(map(str, walked))}")
         value = self.c.base_data(walked)
@@ -1301,9 +1357,13 @@ class _GroupWriter:
                 code = self.c.const(constant)
                 maybe_undefined = constant is UNDEFINED
                 continue
-            constant = _NOT_CONST
+            base_constant, constant = constant, _NOT_CONST
             if type(literal) is str:
-                code = f"dot({code}, {literal!r})"
+                if _SIMPLE_CODE.fullmatch(code):
+                    # dot() inlined for the common case, an object.
+                    code = f"({code}.get({literal!r}, U) if type({code}) is Obj else dot({code}, {literal!r}))"
+                else:
+                    code = f"dot({code}, {literal!r})"
                 maybe_undefined = True
                 continue
             if literal is not _NOT_CONST:
@@ -1317,7 +1377,12 @@ class _GroupWriter:
                     self.emit(f"{collection} = {code}")
                     self.emit(f"if {collection} is U: continue")
                 key, item = self.fresh("k"), self.fresh("v")
-                self.open_loop(f"for {key}, {item} in iter_items({collection}):")
+                if base_constant is not _NOT_CONST:
+                    # A constant collection's (key, value) pairs in OPA's order, listed once.
+                    pairs = tuple(tuple(pair) for pair in _runtime.iter_items(base_constant))
+                    self.open_loop(f"for {key}, {item} in {self.c.const(pairs)}:")
+                else:
+                    self.open_loop(f"for {key}, {item} in iter_items({collection}):")
                 self.unify_value(op, key, declare=True)
                 code, maybe_undefined = item, False
                 continue
@@ -1329,7 +1394,12 @@ class _GroupWriter:
                 self.emit(f"{base} = {code}")
                 self.emit(f"if {base} is U: continue")
             key = self.need(op)
-            code = f"getk({base}, {key})"
+            if type(base_constant) is Obj:
+                # A constant object's member: Python's dict lookup is Rego's here
+                # (the representation makes == and hash Rego equality).
+                code = f"{base}.get({key}, U)"
+            else:
+                code = f"getk({base}, {key})"
             maybe_undefined = True
         return code, maybe_undefined
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from helpdesk_policy.compiler.values import (
+    _STR_ONLY,
     FALSE,
     TRUE,
     UNDEFINED,
@@ -130,7 +131,7 @@ def iter_values(collection: Any) -> Iterable[Any]:
     if kind is frozenset:
         return sorted_values(collection)
     if kind is Obj:
-        if all(type(k) is str for k in collection):
+        if _STR_ONLY.issuperset(map(type, collection)):
             return [collection[k] for k in sorted(collection)]
         return [collection[k] for k in sorted_values(collection.keys())]
     return ()
@@ -144,7 +145,7 @@ def iter_items(collection: Any) -> Iterable[tuple[Any, Any]]:
     if kind is frozenset:
         return [(v, v) for v in sorted_values(collection)]
     if kind is Obj:
-        if all(type(k) is str for k in collection):
+        if _STR_ONLY.issuperset(map(type, collection)):
             return [(k, collection[k]) for k in sorted(collection)]
         return [(k, collection[k]) for k in sorted_values(collection.keys())]
     return ()

@@ -124,6 +124,13 @@ def is_number(value: Any) -> bool:
 # --- JSON in and out -----------------------------------------------------------
 
 
+#: The types that are their own Rego and JSON representation.
+_SCALARS = frozenset({str, int, float, type(None)})
+#: ``_STR_ONLY.issuperset(map(type, obj))``: whether every key of an object is a
+#: string (twice as fast as ``all(...)`` over a generator).
+_STR_ONLY = frozenset({str})
+
+
 def from_json(doc: Any) -> Any:
     """Convert a JSON-compatible Python document into the Rego representation.
 
@@ -134,14 +141,16 @@ def from_json(doc: Any) -> Any:
         TypeError: a value with no JSON meaning (a date, an object, a NaN key…).
     """
     kind = type(doc)
-    if kind is str or kind is int or kind is float or doc is None:
+    if kind in _SCALARS:
         return doc
     if kind is bool:
         return TRUE if doc else FALSE
     if kind is dict or kind is Obj:
-        return Obj({(k if type(k) is str else from_json(k)): from_json(v) for k, v in doc.items()})
+        # Scalars are converted inline: most members of a request are strings.
+        return Obj({(k if type(k) is str else from_json(k)): (v if type(v) in _SCALARS else from_json(v))
+                    for k, v in doc.items()})
     if kind is list or kind is tuple:
-        return tuple([from_json(v) for v in doc])
+        return tuple([v if type(v) in _SCALARS else from_json(v) for v in doc])
     if kind is RegoBool:
         return doc
     if kind is frozenset or kind is set:
@@ -169,18 +178,19 @@ def to_json(value: Any) -> Any:
     only when serialising to JSON text).
     """
     kind = type(value)
-    if kind is str or kind is int or kind is float or value is None:
+    if kind in _SCALARS:
         return value
     if kind is RegoBool:
         return value.value
+    # Members that are scalars (most of them) are converted inline, without a call.
     if kind is tuple:
-        return [to_json(v) for v in value]
+        return [v if type(v) in _SCALARS else to_json(v) for v in value]
     if kind is Obj or kind is dict:
-        if all(type(k) is str for k in value):
-            return {k: to_json(value[k]) for k in sorted(value)}
+        if _STR_ONLY.issuperset(map(type, value)):
+            return {k: (v if type(v) in _SCALARS else to_json(v)) for k, v in sorted(value.items())}
         return {to_json(k): to_json(value[k]) for k in sorted_values(value.keys())}
     if kind is frozenset:
-        return [to_json(v) for v in sorted_values(value)]
+        return [v if type(v) in _SCALARS else to_json(v) for v in sorted_values(value)]
     raise TypeError(f"not a Rego value: {kind.__name__}")
 
 
@@ -262,7 +272,7 @@ def sort_key(value: Any) -> Any:
     if kind is tuple:
         return (4, tuple([sort_key(v) for v in value]))
     if kind is Obj or kind is dict:
-        keys = sorted([sort_key(k) for k in value]) if not all(type(k) is str for k in value) else None
+        keys = sorted([sort_key(k) for k in value]) if not _STR_ONLY.issuperset(map(type, value)) else None
         if keys is None:
             return (5, tuple([((3, k), sort_key(value[k])) for k in sorted(value)]))
         by_key = {sort_key(k): k for k in value}
@@ -286,8 +296,44 @@ def sorted_values(values: Iterable[Any]) -> list[Any]:
         if all(type(v) is int or type(v) is float for v in items):
             items.sort()
             return items
+    elif first is Obj and len(items) > 1 and _sort_objects_by_first_member(items):
+        return items
     items.sort(key=sort_key)
     return items
+
+
+def _sort_objects_by_first_member(items: list[Any]) -> bool:
+    """Sort objects in place by their first member's value when that alone decides OPA's order.
+
+    OPA compares objects (key, value) pair by pair in key order. When every
+    item is an object with string keys whose smallest key is the same, and
+    the values under that key are distinct strings (or distinct numbers), the
+    first pair already differs between any two items, so ordering by that
+    value is OPA's order (a set of reasons, each with a distinct ``code``).
+    Returns False, leaving ``items`` as they were, when that does not hold.
+    """
+    first_keys = set()
+    for item in items:
+        if type(item) is not Obj or not item or not _STR_ONLY.issuperset(map(type, item)):
+            return False
+        first_keys.add(min(item))
+        if len(first_keys) > 1:
+            return False
+    (key,) = first_keys
+    values = [item[key] for item in items]
+    kind = type(values[0])
+    if kind is str:
+        if not all(type(v) is str for v in values):
+            return False
+    elif kind is int or kind is float:
+        if not all(type(v) is int or type(v) is float for v in values):
+            return False
+    else:
+        return False
+    if len(set(values)) != len(values):
+        return False
+    items.sort(key=lambda item: item[key])
+    return True
 
 
 def type_name(value: Any) -> str:
