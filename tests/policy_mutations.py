@@ -16,8 +16,8 @@ value, a default that never applies, an unused rule removed); the others
 change at least one decision on the generated requests the tests use.
 
 Decision changes are kept to what ``helpdesk-policy diff`` compares (level,
-reason codes, levels and messages, obligations, playbook): an edit that only
-changes a reason's refs or the approver/callback constraints is not a
+reason codes, levels and messages, obligations, playbook, the approver and
+callback constraints): an edit that only changes a reason's refs is not a
 "decision change" for the diff, so no mutant here changes only those.
 
 >>> len(MUTANTS) >= 50
@@ -208,6 +208,13 @@ _THRESHOLDS: tuple[Mutant, ...] = (
 )
 
 _COMPARISON_FLIPS: tuple[Mutant, ...] = (
+    Mutant(
+        "constraints-contact-usable-strictly-above", "comparison_flip",
+        "contact_usable: the contact of record must be older than the minimum age, not at it "
+        "(changes only the callback constraint, which the diff compares).",
+        (_rego("constraints", "input.target.contact_age_days >= cfg.callback_contact_min_age_days",
+               "input.target.contact_age_days > cfg.callback_contact_min_age_days"),),
+    ),
     Mutant(
         "common-privileged-tier-strictly-above", "comparison_flip",
         "privileged_target: tier > privileged_tier instead of >=.",

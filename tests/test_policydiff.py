@@ -24,6 +24,8 @@ from helpdesk_policy import HelpdeskPolicy, Level
 from helpdesk_policy.ci.diff import (
     Change,
     DiffError,
+    Outcome,
+    compare,
     diff_policies,
     generated_cases,
     load_cases,
@@ -193,6 +195,74 @@ def test_a_config_deadline_change_is_judged_by_its_direction(tmp_path: Path, bas
     assert report.has_loosening is (expected is Change.LOOSER)
 
 
+@pytest.mark.parametrize(("days", "expected"), [(7, Change.LOOSER), (90, Change.STRICTER)])
+def test_a_callback_constraint_change_is_judged_by_its_direction(tmp_path: Path, base_decisions: dict[str, Any],
+                                                                 cases: list[Any], days: int,
+                                                                 expected: Change) -> None:
+    """Where a callback may go is part of the decision (CISA AA23-320A: an aged contact of
+    record): a shorter minimum contact age is a loosening though no level changes."""
+    head = copy_stock(tmp_path / "head")
+    cfg = yaml.safe_load((head / "config.yaml").read_text(encoding="utf-8"))
+    assert cfg["callback_contact_min_age_days"] not in (days,)
+    cfg["callback_contact_min_age_days"] = days
+    (head / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    report = diff_policies(PolicySet.load(stock_policy_dir()), PolicySet.load(head), cases)
+    affected = {n for n, d in base_decisions.items() if d.constraints is not None and d.constraints.callback}
+    assert affected
+    assert {d.case.name for d in report.diffs if d.change is not Change.UNCHANGED} == affected
+    assert {d.case.name for d in report.of(expected)} == affected
+    assert all("callback.min_contact_age_days" in d.constraints_changed for d in report.of(expected))
+    assert report.has_loosening is (expected is Change.LOOSER)
+    shown = report.to_dict()["changes"][0]
+    assert {"constraint": "callback.min_contact_age_days", "base": cfg_days(), "head": days} \
+        in shown["constraints_changed"]
+    if expected is Change.LOOSER:
+        assert "`callback.min_contact_age_days` 30→7" in report.to_markdown()
+
+
+def cfg_days() -> int:
+    return int(yaml.safe_load((stock_policy_dir() / "config.yaml").read_text(encoding="utf-8"))
+               ["callback_contact_min_age_days"])
+
+
+def _outcome(constraints: dict[str, Any]) -> Outcome:
+    leaves = tuple(sorted((path, json.dumps(value, sort_keys=True)) for path, value in constraints.items()))
+    return Outcome(Level.MANAGER_APPROVAL, reasons=(("x", Level.MANAGER_APPROVAL),), constraints=leaves)
+
+
+APPROVER = {"approver.of_record": "manager", "approver.ids": ["m-1"], "approver.exclude": ["u-1"],
+            "approver.ai_agent": False}
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    ({}, Change.LOOSER),                                                   # the approver constraint dropped
+    ({**APPROVER, "approver.exclude": []}, Change.LOOSER),                 # the requester may now approve
+    ({**APPROVER, "approver.exclude": ["u-1", "a-7"]}, Change.STRICTER),   # one more excluded
+    ({**APPROVER, "approver.ids": ["m-2"]}, Change.CONSTRAINTS),           # another approver: for a reviewer
+    ({**APPROVER, "approver.ids": ["m-2"], "approver.exclude": []}, Change.LOOSER),
+    (APPROVER, Change.UNCHANGED),
+])
+def test_approver_constraint_changes_are_classified(head: dict[str, Any], expected: Change) -> None:
+    case = generated_cases(1, SEED)[0]
+    assert compare(case, _outcome(APPROVER), _outcome(head)).change is expected
+    # The other way round, a dropped constraint appears: stricter.
+    if head == {}:
+        assert compare(case, _outcome({}), _outcome(APPROVER)).change is Change.STRICTER
+
+
+def test_a_callback_that_may_reach_the_recovered_factor_is_looser() -> None:
+    base = {"callback.to": "holder", "callback.ids": ["u-1"], "callback.min_contact_age_days": 30,
+            "callback.contact_age_days": 400, "callback.contact_usable": True,
+            "callback.not_the_recovered_factor": True}
+    case = generated_cases(1, SEED)[0]
+    assert compare(case, _outcome(base), _outcome({**base, "callback.not_the_recovered_factor": False})).change \
+        is Change.LOOSER
+    assert compare(case, _outcome(base), _outcome({**base, "callback.contact_usable": False})).change \
+        is Change.STRICTER
+    assert compare(case, _outcome({**base, "callback.contact_usable": False}), _outcome(base)).change \
+        is Change.LOOSER
+
+
 def test_dropping_an_obligation_is_a_loosening(tmp_path: Path, base_decisions: dict[str, Any],
                                                cases: list[Any]) -> None:
     head = copy_stock(tmp_path / "head")
@@ -209,7 +279,7 @@ def test_dropping_an_obligation_is_a_loosening(tmp_path: Path, base_decisions: d
     assert report.has_loosening and report.exit_code == 1
     # The reviewer sees why a decision at the same level is looser.
     markdown = report.to_markdown()
-    assert "| obligation changes |" in markdown and "-`terminate_sessions`" in markdown
+    assert "| obligation and constraint changes |" in markdown and "-`terminate_sessions`" in markdown
 
 
 @pytest.mark.parametrize(("base", "head", "strength"), [

@@ -23,8 +23,14 @@ same cases under a *base* and a *head* policy set (each with its own
                      decision's own level, so this is a rename)
 ``obligations``      same level and reasons, obligation parameters changed in
                      a way that is neither clearly weaker nor stronger
-``unchanged``        same level, reasons (code, level, message), playbook and
-                     obligations
+``constraints``      same level and reasons, the ``constraints`` (who may
+                     approve, where the callback goes) changed in a way that
+                     is neither clearly weaker nor stronger. A constraint
+                     dropped, a shorter minimum contact age, a contact now
+                     usable, an approver no longer excluded or a callback that
+                     may now reach the recovered factor is ``looser``
+``unchanged``        same level, reasons (code, level, message), playbook,
+                     obligations and constraints
 ``error``            a version could not decide the case (e.g. the head's Rego
                      is undefined for it)
 ===================  ==========================================================
@@ -148,6 +154,7 @@ class Change(str, enum.Enum):
     REASONS = "reasons"
     PLAYBOOK = "playbook"
     OBLIGATIONS = "obligations"
+    CONSTRAINTS = "constraints"
     UNCHANGED = "unchanged"
 
 
@@ -580,6 +587,8 @@ class Outcome:
     error: str | None = None
     playbook: str | None = None
     messages: tuple[tuple[str, str], ...] = ()  # (code, message), sorted
+    #: The constraints as leaves: ("callback.min_contact_age_days", canonical JSON of the value), sorted.
+    constraints: tuple[tuple[str, str], ...] = ()
 
     @property
     def allowed(self) -> bool | None:
@@ -592,6 +601,11 @@ class Outcome:
     @property
     def obligation_codes(self) -> list[str]:
         return [c for c, _ in self.obligations]
+
+    def constraint(self, path: str) -> Any:
+        """One constraint leaf's value (``None`` when this decision has no such constraint)."""
+        found = dict(self.constraints).get(path)
+        return None if found is None else json.loads(found)
 
     def messages_by_code(self) -> dict[str, tuple[str, ...]]:
         out: dict[str, tuple[str, ...]] = {}
@@ -607,8 +621,15 @@ class Outcome:
             for o in verdict.obligations
         ))
         messages = tuple(sorted({(r.code, r.message) for r in verdict.reasons}))
+        constraints: list[tuple[str, str]] = []
+        if verdict.constraints is not None:
+            for section in ("approver", "callback"):
+                part = getattr(verdict.constraints, section)
+                if part is not None:
+                    constraints += [(f"{section}.{key}", json.dumps(value, sort_keys=True))
+                                    for key, value in part.model_dump(mode="json").items()]
         return cls(level=verdict.level, reasons=reasons, obligations=obligations, playbook=verdict.playbook,
-                   messages=messages)
+                   messages=messages, constraints=tuple(sorted(constraints)))
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
@@ -620,6 +641,7 @@ class Outcome:
             "reasons": [{"code": c, "level": lvl.value, "messages": list(messages.get(c, ()))}
                         for c, lvl in self.reasons],
             "obligations": [json.loads(j) for _, j in self.obligations],
+            "constraints": {path: json.loads(j) for path, j in self.constraints},
             "playbook": self.playbook,
         }
 
@@ -639,6 +661,8 @@ class CaseDiff:
     obligations_removed: tuple[str, ...] = ()
     obligations_changed: tuple[str, ...] = ()
     messages_changed: tuple[str, ...] = ()
+    #: The constraint leaves that differ (``approver.exclude``, ``callback.contact_usable``…).
+    constraints_changed: tuple[str, ...] = ()
 
     @property
     def playbook_changed(self) -> bool:
@@ -677,6 +701,10 @@ class CaseDiff:
             "obligations_removed": list(self.obligations_removed),
             "obligations_changed": list(self.obligations_changed),
             "messages_changed": list(self.messages_changed),
+            "constraints_changed": [
+                {"constraint": c, "base": self.base.constraint(c), "head": self.head.constraint(c)}
+                for c in self.constraints_changed
+            ],
             "playbook_changed": (
                 {"base": self.base.playbook, "head": self.head.playbook} if self.playbook_changed else None
             ),
@@ -707,23 +735,75 @@ def compare(case: DiffCase, base: Outcome, head: Outcome) -> CaseDiff:
     b_book, h_book = playbook_level(base.playbook), playbook_level(head.playbook)
     # A playbook for a lower level walks the agent through less than the decision requires.
     book_lowered = b_book is not None and (h_book is None or h_book < b_book)
+    b_con, h_con = dict(base.constraints), dict(head.constraints)
+    c_changed = tuple(sorted(c for c in set(b_con) | set(h_con) if b_con.get(c) != h_con.get(c)))
+    c_strength = _constraints_strength(b_con, h_con, c_changed)
+    o_stronger = strengthened and all(s > 0 for s in strengths)
     if head.level.rank < base.level.rank:
         change = Change.LOOSER
     elif head.level.rank > base.level.rank:
         change = Change.STRICTER
-    elif weakened or book_lowered:
+    elif weakened or book_lowered or c_strength < 0:
         change = Change.LOOSER
     elif added or removed or relevelled or reworded:
         change = Change.REASONS
     elif base.playbook != head.playbook:
         change = Change.PLAYBOOK
-    elif strengthened and all(s > 0 for s in strengths):
+    elif (o_stronger or not (o_added or o_changed)) and (c_strength > 0 or not c_changed) and (o_stronger or c_changed):
         change = Change.STRICTER
     elif o_added or o_changed:
         change = Change.OBLIGATIONS
+    elif c_changed:
+        change = Change.CONSTRAINTS
     else:
         change = Change.UNCHANGED
-    return CaseDiff(case, base, head, change, added, removed, relevelled, o_added, o_removed, o_changed, reworded)
+    return CaseDiff(case, base, head, change, added, removed, relevelled, o_added, o_removed, o_changed, reworded,
+                    c_changed)
+
+
+def _constraints_strength(base: Mapping[str, str], head: Mapping[str, str], changed: Sequence[str]) -> int:
+    """-1 if the head's constraints demand less, +1 if more, 0 if neither is clear.
+
+    Judged where the direction is known (CISA AA23-320A: the callback goes to an
+    aged contact of record, never to the factor being recovered; NIST SP 800-63B-4:
+    the approver is independent of the requester): a constraint that disappears
+    is weaker and one that appears stronger; a shorter ``min_contact_age_days``
+    is weaker; ``contact_usable`` turning true is weaker (the fallback to the
+    manager of record or an in-person check no longer applies); an
+    ``approver.exclude`` that lost an identity is weaker;
+    ``not_the_recovered_factor`` turning false is weaker. Any other change (whom
+    the callback goes to, the approvers' ids) is 0: reported, left to the reviewer.
+    """
+    weaker = stronger = unknown = False
+    sections_b = {c.split(".", 1)[0] for c in base}
+    sections_h = {c.split(".", 1)[0] for c in head}
+    for path in changed:
+        section = path.split(".", 1)[0]
+        if section not in sections_h:
+            weaker = True
+            continue
+        if section not in sections_b:
+            stronger = True
+            continue
+        b, h = json.loads(base[path]), json.loads(head[path])
+        if path == "callback.min_contact_age_days" and isinstance(b, int) and isinstance(h, int):
+            weaker |= h < b
+            stronger |= h > b
+        elif path in ("callback.contact_usable", "callback.not_the_recovered_factor") and isinstance(b, bool) \
+                and isinstance(h, bool):
+            loosened = h if path == "callback.contact_usable" else not h
+            weaker |= loosened
+            stronger |= not loosened
+        elif path == "approver.exclude" and isinstance(b, list) and isinstance(h, list):
+            weaker |= any(x not in h for x in b)
+            stronger |= any(x not in b for x in h)
+        else:
+            unknown = True
+    if weaker:
+        return -1
+    if stronger and not unknown:
+        return 1
+    return 0
 
 
 def _slug(level: Level) -> str:
@@ -1069,6 +1149,7 @@ _CHANGE_TITLES: dict[Change, str] = {
     Change.REASONS: "reasons changed (same level)",
     Change.PLAYBOOK: "playbook changed (same level and reasons)",
     Change.OBLIGATIONS: "obligations changed (same level and reasons)",
+    Change.CONSTRAINTS: "constraints changed (same level and reasons)",
     Change.UNCHANGED: "unchanged",
     Change.ERROR: "❌ could not decide",
 }
@@ -1132,7 +1213,24 @@ def _obligation_changes(d: CaseDiff) -> str:
     items = [f"+{_code(c)}" for c in d.obligations_added]
     items += [f"-{_code(c)}" for c in d.obligations_removed]
     items += [f"{_code(c)} (parameters)" for c in d.obligations_changed]
+    items += _constraint_changes(d)
     return ", ".join(items) or "—"
+
+
+def _constraint_changes(d: CaseDiff) -> list[str]:
+    """``-`callback` constraint`` for a constraint dropped (``+`` added), else each changed leaf with its values."""
+    sections = lambda o: {path.split(".", 1)[0] for path, _ in o.constraints}  # noqa: E731
+    b_sections, h_sections = sections(d.base), sections(d.head)
+    items: list[str] = []
+    for c in d.constraints_changed:
+        section = c.split(".", 1)[0]
+        if section not in h_sections or section not in b_sections:
+            sign = "-" if section not in h_sections else "+"
+            if f"{sign}{_code(section)} constraint" not in items:
+                items.append(f"{sign}{_code(section)} constraint")
+            continue
+        items.append(f"{_code(c)} {_md(json.dumps(d.base.constraint(c)))}→{_md(json.dumps(d.head.constraint(c)))}")
+    return items
 
 
 def _levels(d: CaseDiff) -> str:
@@ -1145,9 +1243,11 @@ def _example_table(diffs: Sequence[CaseDiff], max_examples: int) -> list[str]:
     # The obligations column appears when a shown case changed obligations
     # (a dropped obligation alone can make a decision looser).
     shown = diffs[:max_examples]
-    obligations = any(d.obligations_added or d.obligations_removed or d.obligations_changed for d in shown)
+    obligations = any(d.obligations_added or d.obligations_removed or d.obligations_changed or d.constraints_changed
+                      for d in shown)
     playbooks = any(d.playbook_changed for d in shown)
-    header = "| case | request | base → head | reason changes |" + (" obligation changes |" if obligations else "") \
+    header = "| case | request | base → head | reason changes |" \
+        + (" obligation and constraint changes |" if obligations else "") \
         + (" playbook |" if playbooks else "")
     sep = "|---|---|---|---|" + ("---|" if obligations else "") + ("---|" if playbooks else "")
     lines = [header, sep]
@@ -1199,8 +1299,8 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
         "| change | decisions |",
         "|---|---:|",
     ]
-    for ch in (Change.LOOSER, Change.STRICTER, Change.REASONS, Change.PLAYBOOK, Change.OBLIGATIONS, Change.UNCHANGED,
-               Change.ERROR):
+    for ch in (Change.LOOSER, Change.STRICTER, Change.REASONS, Change.PLAYBOOK, Change.OBLIGATIONS,
+               Change.CONSTRAINTS, Change.UNCHANGED, Change.ERROR):
         if ch is Change.ERROR and not counts[ch.value]:
             continue
         out.append(f"| {_CHANGE_TITLES[ch]} | {counts[ch.value]} |")
@@ -1227,13 +1327,15 @@ def _render_markdown(report: DiffReport, max_examples: int) -> str:
     if changed_groups:
         out += ["", "### Changes by action and target type", "",
                 f"Groups with at least one change ({len(changed_groups)} of {len(report.by_group())}).", "",
-                "| action | target type | cases | 🔻 looser | 🔺 stricter | reasons | playbook | obligations |",
-                "|---|---|---:|---:|---:|---:|---:|---:|"]
+                "| action | target type | cases | 🔻 looser | 🔺 stricter | reasons | playbook | obligations "
+                "| constraints |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for g in changed_groups:
             out.append(f"| {_code(g['action'])} | {_code(g['target_type'])} | {g['total']} | {g['looser']} | "
-                       f"{g['stricter']} | {g['reasons']} | {g['playbook']} | {g['obligations']} |")
+                       f"{g['stricter']} | {g['reasons']} | {g['playbook']} | {g['obligations']} | "
+                       f"{g['constraints']} |")
 
-    for ch in (Change.STRICTER, Change.REASONS, Change.PLAYBOOK, Change.OBLIGATIONS):
+    for ch in (Change.STRICTER, Change.REASONS, Change.PLAYBOOK, Change.OBLIGATIONS, Change.CONSTRAINTS):
         diffs = report.of(ch)
         if not diffs:
             continue
