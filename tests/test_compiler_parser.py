@@ -100,6 +100,21 @@ def test_every_stock_module_parses_to_opas_ast(opa: Any) -> None:
         assert difference is None, f"{path}: {difference}"
 
 
+def test_every_module_of_the_edited_policy_corpus_parses_to_opas_ast(opa: Any, tmp_path: Any) -> None:
+    """The corpus of edited policies (tests/policy_mutations.py): every module a mutant edits or adds."""
+    from policy_mutations import MUTANTS, apply_mutant
+
+    checked = 0
+    for mutant in MUTANTS:
+        directory = apply_mutant(mutant, tmp_path / mutant.name)
+        for path in sorted({edit.file for edit in mutant.edits if edit.file.endswith(".rego")}):
+            source = (directory / path).read_text(encoding="utf-8")
+            difference = first_difference(opa_parse(opa, source, path), without_locations(parse_module(source, path)))
+            assert difference is None, f"{mutant.name}: {path}: {difference}"
+            checked += 1
+    assert checked >= 60
+
+
 def test_stock_parse_time(record_property: Any) -> None:
     modules = stock_modules()
     parse_module(PRELUDE)  # the first parse builds the tables
