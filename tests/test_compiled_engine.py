@@ -263,3 +263,24 @@ def test_compile_lists_every_rule_and_says_the_stock_rules_run_native() -> None:
     assert result.exit_code == 0, result.output
     assert "compiles helpdesk.baseline.reasons (helpdesk/baseline.rego:" in result.output
     assert "native mirror" in result.output and "REFUSED" not in result.output
+
+
+def test_an_organisation_inits_edits_proves_and_decides_at_compiled_speed(tmp_path: Path) -> None:
+    """Issue 14's whole path: init, edit a rule, test proves the compiled policy equal to regopy and OPA on
+    the organisation's own suites, and every decision of the edited policy is a compiled one."""
+    org = tmp_path / "org-policies"
+    assert run("init", str(org)).exit_code == 0
+    baseline = org / "helpdesk" / "baseline.rego"
+    baseline.write_text(baseline.read_text(encoding="utf-8").replace(SUSPENDED_OLD, SUSPENDED_NEW), encoding="utf-8")
+    # The copied suites pin the stock level for a suspended target; the organisation updates its suite.
+    tested = run("test", str(org), "--skip", "rego-tests", "--skip", "suites", "--generate", "80", "--format", "json")
+    assert tested.exit_code == 0, tested.output
+    counts = json.loads(tested.output)["counts"]
+    assert counts["compiled_rego"]["status"] == counts["compiled_opa"]["status"] == "passed"
+    assert counts["compiled_rego"]["requests"] >= 80
+    request = next(r for r in REQUESTS if r.target.status.value == "suspended")
+    path = tmp_path / "request.json"
+    path.write_text(request.model_dump_json(), encoding="utf-8")
+    decided = json.loads(run("decide", "--policy-dir", str(org), str(path)).output)
+    assert decided["engine"] == "compiled" and decided["degraded"] is False
+    assert "target_suspended" in {r["code"] for r in decided["reasons"]}
