@@ -43,6 +43,7 @@ __all__ = [
     "rego_bool",
     "from_json",
     "to_json",
+    "to_json_document",
     "compare",
     "sort_key",
     "sorted_values",
@@ -192,6 +193,89 @@ def to_json(value: Any) -> Any:
     if kind is frozenset:
         return [v if type(v) in _SCALARS else to_json(v) for v in sorted_values(value)]
     raise TypeError(f"not a Rego value: {kind.__name__}")
+
+
+def to_json_document(value: Any) -> Any:
+    """:func:`to_json`, specialised for a document such as a policy's decision.
+
+    Gives exactly what :func:`to_json` gives (the same keys in the same order,
+    the same values, the same list orders) with fewer calls, for the shape a
+    decision document has: an object with string keys whose members are
+    scalars, arrays of scalars, nested such objects, and sets of such objects
+    (reasons, obligations). A set of objects whose smallest key is the same
+    in every element, with distinct string (or distinct number) values under
+    it, is OPA-ordered by that value alone (as
+    :func:`_sort_objects_by_first_member` argues), so each element is
+    converted once, in storage order, and the converted list sorted. Anything
+    else is handed to :func:`to_json`.
+
+    Raises:
+        TypeError: as :func:`to_json`, for a value that is not a Rego value.
+    """
+    if type(value) is not Obj or not _STR_ONLY.issuperset(map(type, value)):
+        return to_json(value)
+    return _document_object(value)
+
+
+def _document_object(value: Obj) -> dict[str, Any]:
+    # ``value`` is an Obj whose keys are all strings (checked by the caller).
+    # Members that are scalars (most of them) are taken inline, without a call.
+    out: dict[str, Any] = {}
+    for key in sorted(value):
+        member = value[key]
+        out[key] = member if type(member) in _SCALARS else _document_member(member)
+    return out
+
+
+def _document_member(member: Any) -> Any:
+    """A member of a document that is not a scalar, as :func:`to_json` converts it."""
+    kind = type(member)
+    if kind is RegoBool:
+        return member.value
+    if kind is tuple:
+        return list(member) if _SCALARS.issuperset(map(type, member)) else to_json(member)
+    if kind is frozenset:
+        return _document_set(member)
+    if kind is Obj and _STR_ONLY.issuperset(map(type, member)):
+        return _document_object(member)
+    return to_json(member)
+
+
+def _document_set(members: frozenset[Any]) -> list[Any]:
+    """A set as :func:`to_json` converts it; one pass for a set of objects keyed as reasons are."""
+    if len(members) < 2:
+        return to_json(members)  # type: ignore[no-any-return]
+    rows: list[dict[str, Any]] = []
+    firsts: set[Any] = set()
+    first_key: str | None = None
+    first_kind: str | None = None
+    for item in members:
+        if type(item) is not Obj or not item or not _STR_ONLY.issuperset(map(type, item)):
+            return to_json(members)  # type: ignore[no-any-return]
+        keys = sorted(item)
+        key = keys[0]
+        row: dict[str, Any] = {}
+        for k in keys:
+            member = item[k]
+            row[k] = member if type(member) in _SCALARS else _document_member(member)
+        kind = _ORDER_KIND.get(type(row[key]))
+        if first_key is None:
+            first_key, first_kind = key, kind
+        if kind is None or key != first_key or kind != first_kind:
+            # Not ordered by one member of one kind: OPA's order needs the general comparison.
+            return to_json(members)  # type: ignore[no-any-return]
+        firsts.add(row[key])
+        rows.append(row)
+    if len(firsts) != len(rows):
+        # Two elements agree on the first member (1 and 1.0 agree too): the order needs the later ones.
+        return to_json(members)  # type: ignore[no-any-return]
+    rows.sort(key=lambda row: row[first_key])
+    return rows
+
+
+#: The kinds of first-member values that order a set of objects alone: strings,
+#: or numbers (never a mix: OPA orders every number before every string).
+_ORDER_KIND: dict[type, str] = {str: "string", int: "number", float: "number"}
 
 
 # --- OPA's total order ---------------------------------------------------------
