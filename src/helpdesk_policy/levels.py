@@ -31,7 +31,7 @@ class Level(str, enum.Enum):
     @property
     def rank(self) -> int:
         """Position on the ladder: 0 (``self_service``) to 4 (``deny``)."""
-        return _ORDER.index(self)
+        return _RANK[self]
 
     @property
     def allowed(self) -> bool:
@@ -98,6 +98,8 @@ _ORDER: list[Level] = [
     Level.CALLBACK,
     Level.DENY,
 ]
+# A dict, not _ORDER.index(): a rank is read several times per reason of every decision validated.
+_RANK: dict[Level, int] = {level: i for i, level in enumerate(_ORDER)}
 
 #: Requirements per level. Levels are cumulative; ``deny`` has none because
 #: nothing the helpdesk could verify makes the request acceptable here.
