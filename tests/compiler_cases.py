@@ -115,6 +115,25 @@ CONSTRUCT_CASES: list[Case] = [
       {"l": [{"code": 2}, {"code": 1.5}, {"code": True}]},
       {"l": [{"code": [1]}, {"code": [0, 1]}]},
       {"l": [{}, {"code": "a"}]}]),
+    # Memoised pure functions (one compiled policy answers every input in turn, so later
+    # inputs hit the memo the earlier ones filled):
+    ("memo_same_arguments_across_inputs",
+     'msg(k, args) := sprintf(data.d.fmt[k], args)\nx := [msg(input.k, input.a), msg("b", [input.n])]',
+     [{"k": "a", "a": ["x", 1], "n": 1}, {"k": "a", "a": ["x", 1], "n": 1}, {"k": "a", "a": ["x", 1.0], "n": 1.0},
+      {"k": "a", "a": ["x", True], "n": True}, {"k": "b", "a": [[1.5]], "n": [1]}, {"k": "b", "a": [[1]], "n": [1.5]}, {"k": "zz", "a": [], "n": 2},
+      {"k": "a", "a": ["x", 1], "n": 1}]),
+    ("memo_error_raised_every_time",
+     "f(v) := count(v)\ny := f(input.v)\nx := [y, f(\"abc\")]",
+     [{"v": 5}, {"v": 5}, {"v": "ab"}, {"v": 5}, {"v": None}, {}]),
+    ("memo_undefined_then_defined",
+     "f(k) := data.d.table[k]\nx := [f(input.k)]",
+     [{"k": "a"}, {"k": "zz"}, {"k": "zz"}, {"k": "a"}, {"k": True}, {"k": 1}]),
+    ("memo_not_for_functions_reading_input",
+     "f(k) := [k, input.n]\nx := f(input.k)",
+     [{"k": "a", "n": 1}, {"k": "a", "n": 2}, {"k": "a"}]),
+    ("memo_set_argument_goes_around",
+     "f(s) := max({n | some n in s})\nx := f({v | some v in input.l})",
+     [{"l": [1, 2]}, {"l": [1, 2]}, {"l": [1.5, 2.0]}, {"l": []}, {"l": [1, "a"]}]),
 ]
 
 #: (id, rules, inputs): builtins, each on edge cases (unicode, empty, negative, wrong types).

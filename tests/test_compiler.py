@@ -316,7 +316,7 @@ def test_refused_regex_at_run_time_is_an_error() -> None:
 
 # --- priority 3 and 4: constructs and builtins against OPA ---------------------------------
 
-_SNIPPET_DATA = {"d": {"table": {"a": 1, "b": [2]}}}
+_SNIPPET_DATA = {"d": {"table": {"a": 1, "b": [2]}, "fmt": {"a": "%v is %v", "b": "n=%v"}}}
 
 
 def _check_snippet(rules: str, inputs: list[Any], extra_modules: dict[str, str] | None = None) -> None:
@@ -428,4 +428,82 @@ def test_input_paths_are_looked_up_once_per_evaluation(stock_compiled: CompiledP
     evaluate = source.split("def evaluate(i):", 1)[1]
     rules = source.split("def evaluate(i):", 1)[0]
     assert "dot(dot(i" not in rules and "i.get(" not in rules
-    assert re.search(r"p\d+ = i\.get\('request', U\)", evaluate)
+    # Looked up under one test of the parent's type, with its bound get, or by dot() for a non-object.
+    assert re.search(r"if type\(i\) is Obj:\n        get = i\.get\n(        p\d+ = get\('\w+', U\)\n)*"
+                     r"        p\d+ = get\('request', U\)", evaluate)
+    assert re.search(r"p\d+ = dot\(i, 'request'\)", evaluate)
+
+
+
+# --- memoised pure functions and kept object hashes ------------------------------------------
+
+
+def _memoised(policy: CompiledPolicy) -> set[str]:
+    return set(re.findall(r"^# data\.([\w.]+) reads no input: memoised", policy.source, re.M))
+
+
+def test_only_functions_that_never_read_input_are_memoised(stock_compiled: CompiledPolicy) -> None:
+    policy = compile_policy(_module(
+        "t := {\"a\": 1}\n"
+        "pure(k) := sprintf(\"%v=%v\", [k, t[k]])\n"              # data and arguments only
+        "reads(k) := concat(\",\", [k, input.s])\n"                # reads input itself
+        "through(k) := pure(k) if { helper }\nhelper if input.f\n"  # reads input through a rule
+        "calls_reads(k) := reads(k)\n"                              # ... through a function
+        "x := [pure(input.k), reads(input.k), through(input.k), calls_reads(input.k)]"), entrypoint="p.x")
+    assert _memoised(policy) == {"p.pure"}
+    assert {"helpdesk.common.reason", "helpdesk.common.code_of"} <= _memoised(stock_compiled)
+    assert not {"helpdesk.document", "helpdesk.obligations.for_level"} & _memoised(stock_compiled)
+
+
+def test_memoised_function_keeps_values_not_errors() -> None:
+    policy = compile_policy(_module("f(a, b) := a / b\nx := f(input.a, input.b)"), entrypoint="p.x")
+    assert _memoised(policy) == {"p.f"}
+    memo = policy._entry.__globals__["MEMO_r_p_f"]
+    for _ in range(2):
+        # Each call with a zero divisor errors anew: an error is never kept.
+        with pytest.raises(EngineError):
+            policy.evaluate({"a": 1, "b": 0})
+        assert not memo
+    assert policy.evaluate({"a": 6, "b": 3}) == 2
+    assert memo == {(6, 3): 2}
+    assert policy.evaluate({"a": 6, "b": 3}) == 2
+    # Floats go around the memo (6.0 == 6, but OPA prints each as written); so do sets.
+    assert policy.evaluate({"a": 6.0, "b": 3}) == 2
+    assert memo == {(6, 3): 2}
+
+
+def test_memo_keys_tell_true_from_1_and_1_from_1_0() -> None:
+    policy = compile_policy(_module("f(v) := sprintf(\"%v %v\", [v, [v]])\nx := f(input.v)"), entrypoint="p.x")
+    assert _memoised(policy) == {"p.f"}
+    assert [policy.evaluate({"v": v}) for v in (1, True, 1.0, 1, True, [1], [True], [1.0])] == [
+        "1 [1]", "true [true]", "1 [1.0]", "1 [1]", "true [true]", "[1] [[1]]", "[true] [[true]]", "[1.0] [[1.0]]"]
+
+
+def test_memo_is_bounded() -> None:
+    from helpdesk_policy.compiler import runtime
+
+    policy = compile_policy(_module("f(v) := concat(\"-\", [v, v])\nx := f(input.v)"), entrypoint="p.x")
+    memo = policy._entry.__globals__["MEMO_r_p_f"]
+    for n in range(runtime.MEMO_LIMIT + 10):
+        assert policy.evaluate({"v": str(n)}) == f"{n}-{n}"
+    assert 0 < len(memo) <= runtime.MEMO_LIMIT
+
+
+def test_memo_key_part_accepts_only_float_free_small_arrays() -> None:
+    from helpdesk_policy.compiler.runtime import memo_key_part
+
+    obj, true = compiler_values.Obj, compiler_values.TRUE
+    assert memo_key_part(()) and memo_key_part(("a", 1, true, None, ("b", (2,))))
+    for refused in (1.0, ("a", 1.0), (("a", (0.5,)),), tuple(range(40)), frozenset({"a"}), obj({"a": 1}), ("a", obj())):
+        assert not memo_key_part(refused), refused
+
+
+def test_object_hash_is_kept_and_left_behind_by_pickle() -> None:
+    import pickle
+
+    reason = compiler_values.Obj({"code": "a", "refs": ("x",), "n": 1})
+    assert hash(reason) == hash(frozenset(reason.items())) == reason._hash
+    assert hash(compiler_values.Obj(reason)) == hash(reason)  # equal objects, equal hashes
+    assert {reason, compiler_values.Obj({"n": 1, "refs": ("x",), "code": "a"})} == {reason}
+    copied = pickle.loads(pickle.dumps(reason))
+    assert copied == reason and type(copied) is compiler_values.Obj and "_hash" not in vars(copied)

@@ -25,6 +25,11 @@ are hoisted to the front of their body, which suppresses errors raised earlier
 in it just as OPA does; complete rules and functions with a constant value stop
 at their first solution; a function whose definitions all give the same
 constant succeeds when any definition does, whatever errors the others raise.
+
+A function that never reads ``input`` (nor calls a rule or function that
+does) is a function of its arguments alone, ``data`` being folded in: its
+results are memoised across evaluations, per argument tuple, in a bounded
+dict (see :func:`_memoised_function`); errors are never kept.
 """
 
 from __future__ import annotations
@@ -178,6 +183,12 @@ class _Group:
     arity: int = 0
     generated: bool = False
     constant: Any = None  # a compile-time value for constant rules, else _NOT_CONST
+    #: Whether a body of the group reads ``input`` itself (or calls a
+    #: non-deterministic builtin): its value may change between evaluations.
+    impure: bool = False
+    #: The paths of the rule groups its generated code calls (constant rules,
+    #: folded at compile time, are not among them).
+    calls: set[tuple[str, ...]] = field(default_factory=set)
 
 
 class _NotConst:
@@ -278,6 +289,8 @@ class _Compiler:
         self.names: set[str] = set()
         self.def_refusals: dict[int, list[Refusal]] = {}
         self.current_def: _Def | None = None
+        #: The group whose code is being written: :meth:`ensure` records its calls.
+        self.writing: _Group | None = None
         self.modules = [self._module(name, ast) for name, ast in asts.items()]
         for module in self.modules:
             self._collect(module)
@@ -389,15 +402,29 @@ class _Compiler:
         return f"c[{-1 - self.input_paths[path]}]"
 
     def input_prologue(self) -> list[str]:
-        """The lines of ``evaluate`` that look every input path up and append them to ``c``."""
+        """The lines of ``evaluate`` that look every input path up and append them to ``c``.
+
+        The members of one parent are looked up together, under one test of
+        the parent's type: the common case (an object) with its bound ``get``,
+        anything else with :func:`~helpdesk_policy.compiler.runtime.dot`. A
+        parent is always looked up before its members (a path's prefixes are
+        numbered before it), so the groups run in the order of their parents.
+        """
         lines: list[str] = []
         names: list[str] = []
+        children: dict[int, list[tuple[int, str]]] = {}
         for path, index in self.input_paths.items():
-            parent = "i" if len(path) == 1 else f"p{self.input_paths[path[:-1]]}"
-            key = path[-1]
-            # Inline the common case (an object); dot() handles sets and scalars.
-            lines.append(f"    p{index} = {parent}.get({key!r}, U) if type({parent}) is Obj else dot({parent}, {key!r})")
+            parent_index = -1 if len(path) == 1 else self.input_paths[path[:-1]]
+            children.setdefault(parent_index, []).append((index, path[-1]))
             names.append(f"p{index}")
+        for parent_index in sorted(children):
+            parent = "i" if parent_index < 0 else f"p{parent_index}"
+            members = children[parent_index]
+            lines.append(f"    if type({parent}) is Obj:")
+            lines.append(f"        get = {parent}.get")
+            lines.extend(f"        p{index} = get({key!r}, U)" for index, key in members)
+            lines.append("    else:")
+            lines.extend(f"        p{index} = dot({parent}, {key!r})" for index, key in members)
         if names:
             lines.append(f"    c += ({''.join(name + ', ' for name in reversed(names))})")
         return lines
@@ -558,6 +585,8 @@ class _Compiler:
                 group.slot = self.slots
                 self.slots += 1
             self.pending.append(group)
+        if self.writing is not None and self.writing is not group:
+            self.writing.calls.add(group.path)
         return group.pyname
 
     def generate_all(self, roots: Sequence[_Group]) -> None:
@@ -568,7 +597,30 @@ class _Compiler:
             group = self.pending.pop()
             if not group.generated:
                 group.generated = True
-                self.chunks.append(_GroupWriter(self, group).write())
+                self.writing = group
+                try:
+                    self.chunks.append(_GroupWriter(self, group).write())
+                finally:
+                    self.writing = None
+
+    def pure_groups(self) -> list[_Group]:
+        """The generated groups whose value depends on nothing but their arguments and ``data``.
+
+        A group is pure when none of its bodies reads ``input`` or calls a
+        non-deterministic builtin, and every group it calls is pure in turn
+        (computed to a fixed point, so a chain of any length counts). Base
+        data and constant rules are folded into the code, so they never vary.
+        """
+        generated = {group.path: group for group in self.groups.values() if group.generated}
+        impure = {path for path, group in generated.items() if group.impure}
+        changed = True
+        while changed:
+            changed = False
+            for path, group in generated.items():
+                if path not in impure and any(call in impure or call not in generated for call in group.calls):
+                    impure.add(path)
+                    changed = True
+        return [group for path, group in generated.items() if path not in impure]
 
 
 class _Scope:
@@ -1288,6 +1340,7 @@ class _GroupWriter:
             if path is None:
                 self.c.refuse(node, "unsafe variable", f"{name} is not bound (OPA would reorder or reject the body)")
             if path[0] == "input":  # type: ignore[index]
+                self.group.impure = True
                 const_ops = [{"type": "string", "value": p} for p in path[1:]]  # type: ignore[index]
                 return self.apply_ops("i", const_ops + ops, node)
             return self.data_ref(list(path[1:]), ops, node)  # type: ignore[index]
@@ -1427,6 +1480,7 @@ class _GroupWriter:
             key, item, collection = (self.need(a) for a in args)
             return f"(TRUE if member_kv({key}, {item}, {collection}) else FALSE)", False
         if _builtins.is_non_deterministic(name):
+            self.group.impure = True
             self.c.refuse(node, "non-deterministic builtin", f"{name} depends on more than its arguments")
         builtin = _builtins.BUILTINS.get(name)
         if builtin is None:
@@ -1502,6 +1556,9 @@ _RUNTIME_NAMES: dict[str, Any] = {
     "ONCE": _runtime.ONCE,
     "NUM": (int, float),
     "COLLECTIONS": (tuple, frozenset, Obj),
+    "EXACT": _runtime.EXACT_SCALARS,
+    "MEMO_LIMIT": _runtime.MEMO_LIMIT,
+    "memo_key_part": _runtime.memo_key_part,
     "dot": _runtime.dot,
     "getk": _runtime.getk,
     "iter_values": _runtime.iter_values,
@@ -1527,6 +1584,48 @@ _RUNTIME_NAMES: dict[str, Any] = {
 }
 
 
+def _memoised_function(compiler: _Compiler, group: _Group) -> str:
+    """A pure function's memo: its group function renamed, and a wrapper under its name.
+
+    The function's value depends only on its arguments (and ``data``, folded
+    into the code), so a result computed in one evaluation holds in every
+    other: the memo keeps it per argument tuple across evaluations. Only
+    values are kept (undefined too, as UNDEFINED); an error propagates
+    uncached, so it is raised again by every call that makes it. Arguments
+    holding a float (or too large to check cheaply) go around the memo, see
+    :func:`~helpdesk_policy.compiler.runtime.memo_key_part`. The dict is
+    shared by threads: a get and a set are each atomic, and a lost entry
+    (two threads computing one key, a clear racing a set) only costs a
+    recomputation.
+    """
+    name = group.pyname
+    compute = f"{name}__compute"
+    memo = f"MEMO_{name}"
+    compiler.namespace[memo] = {}
+    params = [f"a{k}" for k in range(group.arity)]
+    args = "".join(f", {p}" for p in params)
+    key = params[0] if len(params) == 1 else "(" + "".join(f"{p}, " for p in params) + ")"
+    # Strings, integers, booleans and null (most arguments) are checked inline; so is an
+    # array of them (a message's arguments), without a call. Anything else asks memo_key_part.
+    checks = " and ".join(f"(type({p}) in EXACT or type({p}) is tuple and len({p}) <= 16"
+                          f" and EXACT.issuperset(map(type, {p})) or memo_key_part({p}))" for p in params) or "True"
+    lines = [
+        f"# data.{'.'.join(group.path)} reads no input: memoised across evaluations",
+        f"{compute} = {name}",
+        f"def {name}(c, i{args}):",
+        f"    if {checks}:",
+        f"        k = {key}",
+        f"        v = {memo}.get(k, M)",
+        "        if v is M:",
+        f"            v = {compute}(c, i{args})",
+        f"            if len({memo}) >= MEMO_LIMIT: {memo}.clear()",
+        f"            {memo}[k] = v",
+        "        return v",
+        f"    return {compute}(c, i{args})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _entry_group(compiler: _Compiler, entrypoint: str) -> tuple[str, _Group | None, Any]:
     path = tuple(p for p in entrypoint.split(".") if p)
     node: Any = compiler.tree
@@ -1549,6 +1648,9 @@ def _build(asts: Mapping[str, dict[str, Any]], data: Mapping[str, Any] | None, e
     kind, group, rest = _entry_group(compiler, entrypoint)
     roots = list(compiler.groups.values()) if all_rules else ([group] if group is not None else [])
     compiler.generate_all(roots)
+    for pure in compiler.pure_groups():
+        if pure.kind == "function":
+            compiler.chunks.append(_memoised_function(compiler, pure))
     entry_lines = ["def evaluate(i):"]
     if kind == "group" and group is not None:
         constant = compiler.group_constant(group)

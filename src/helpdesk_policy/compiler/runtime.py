@@ -54,6 +54,9 @@ __all__ = [
     "set_union",
     "set_intersection",
     "set_difference",
+    "EXACT_SCALARS",
+    "MEMO_LIMIT",
+    "memo_key_part",
 ]
 
 U = UNDEFINED
@@ -366,3 +369,52 @@ def set_difference(a: Any, b: Any) -> Any:
 def as_bool(flag: bool) -> RegoBool:
     """The Rego boolean for a Python truth value (used for comparison values)."""
     return TRUE if flag else FALSE
+
+
+# --- memoised functions ----------------------------------------------------------------
+
+#: The scalar types whose equal values are the same Rego value (floats are not
+#: among them: ``1.0 == 1`` in both Rego and Python, yet OPA keeps the number's
+#: own text, so ``sprintf("%v", [[1.0]])`` is ``[1.0]`` where ``[[1]]`` gives ``[1]``).
+EXACT_SCALARS = frozenset({str, int, RegoBool, type(None)})
+
+#: A memo is cleared when it reaches this many entries, so arguments taken from
+#: requests (an id, a name) cannot grow a process's memory without bound.
+MEMO_LIMIT = 4096
+
+#: How many elements of array arguments :func:`memo_key_part` inspects before
+#: giving up: a large argument costs more to check than most functions to run.
+_MEMO_INSPECT_LIMIT = 16
+
+
+def memo_key_part(value: Any) -> bool:
+    """Whether ``value`` can be part of a memo key: every equal value is the same Rego value.
+
+    True for an array (at any depth of arrays) of at most a few elements
+    holding no float (so equality in the memo's dict is identity of meaning:
+    ``true != 1`` already, since Rego booleans are not Python's). False for a
+    float, a set or an object, and a large array: a set of objects (a
+    decision's reasons) costs more to check, hash and compare on a hit than
+    the functions that take one cost to run. False sends the call around the
+    memo, to the function itself; never wrong, only not faster.
+
+    Scalars of :data:`EXACT_SCALARS` are accepted by the generated code
+    before it calls this.
+    """
+    if type(value) is not tuple:
+        return False
+    pending = list(value)
+    inspected = len(pending)
+    exact = EXACT_SCALARS
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind in exact:
+            continue
+        if kind is not tuple:
+            return False
+        inspected += len(item)
+        if inspected > _MEMO_INSPECT_LIMIT:
+            return False
+        pending.extend(item)
+    return inspected <= _MEMO_INSPECT_LIMIT

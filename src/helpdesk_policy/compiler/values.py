@@ -99,13 +99,34 @@ UNDEFINED: Any = _Undefined()
 class Obj(dict):  # type: ignore[type-arg]
     """A Rego object: a ``dict`` that can be hashed (a set element, an object key).
 
-    Never mutated once built and shared, so hashing its items is sound.
+    Never mutated once built and shared, so hashing its items is sound, and
+    the hash is kept after its first computation: a decision hashes the same
+    objects (reasons, obligations) several times as they move from set to
+    set, and a memoised function's result is hashed again in every decision
+    that reuses it.
+
+    The kept hash lives in the instance ``__dict__``, created only when an
+    object is first hashed; until then ``_hash`` reads the class default,
+    None, without the cost of an AttributeError (a ``__slots__`` member
+    raises one until set, which made every first hash dearer than the
+    computation it saves). A hash of strings differs between processes, so
+    pickling and copying (see :meth:`__reduce__`) leave it behind.
     """
 
-    __slots__ = ()
+    __slots__ = ("__dict__",)
+
+    #: The object's hash once computed; None before (the class default).
+    _hash: int | None = None
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(frozenset(self.items()))
+        cached = self._hash
+        if cached is None:
+            cached = self._hash = hash(frozenset(self.items()))
+        return cached
+
+    def __reduce__(self) -> tuple[type[Obj], tuple[dict[Any, Any]]]:
+        # The members only: a kept hash is valid in this process alone.
+        return (Obj, (dict(self),))
 
     def __repr__(self) -> str:
         return f"Obj({dict.__repr__(self)})"
