@@ -431,7 +431,9 @@ def make_cedar(cfg: dict[str, Any]) -> Decide:
 
 def make_regopy(modules: dict[str, str], data: dict[str, Any]) -> Decide:
     """regopy with the stock Rego compiled once: set the input, query the decision, read it."""
-    import regopy
+    from helpdesk_policy.engines.regopy_import import import_regopy
+
+    regopy = import_regopy()  # not a plain import: after aiohttp it would leak (see that module)
 
     interp = regopy.Interpreter()
     interp.strict_built_in_errors = True

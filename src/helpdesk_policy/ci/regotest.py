@@ -221,7 +221,9 @@ def run(
 def _import_evaluator(evaluator: str) -> Any:
     if evaluator == "regopy":
         try:
-            import regopy
+            from ..engines.regopy_import import import_regopy
+
+            regopy = import_regopy()
         except ImportError as exc:
             raise EngineUnavailableError(
                 f"the regopy evaluator needs regopy: {REGOPY_INSTALL_HINT} ({exc})", engine="regopy"

@@ -44,8 +44,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import regopy
-
 from ..errors import (
     EngineError,
     MalformedDecisionError,
@@ -56,6 +54,10 @@ from ..models import Request
 from ..policyset import DECISION_PATH, PolicySet
 from ..regocheck import captured_stdout, compile_error_message
 from .base import BaseEngine, RawDecision
+from .regopy_import import import_regopy
+
+# Through import_regopy: imported plainly after aiohttp, rego-cpp leaks memory on every evaluation.
+regopy = import_regopy()
 
 __all__ = ["RegoEngine", "compile_bundle"]
 
