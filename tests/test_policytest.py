@@ -349,3 +349,21 @@ def test_a_broken_suite_file_given_is_a_usage_error(tmp_path: Path, name: str, c
     assert result.exit_code == EXIT_USAGE, result.output
     assert name in result.output and needle in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_interpreters_decide_each_request_once_for_both_engine_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conformance check and the compiled-policy check share rego-cpp's and OPA's answers."""
+    from helpdesk_policy.ci.conformance import OpaGoEngine
+    from helpdesk_policy.engines.rego import RegoEngine
+
+    calls = {"rego": 0, "opa-go": 0}
+    for cls, name in ((RegoEngine, "rego"), (OpaGoEngine, "opa-go")):
+        def counted(self: Any, request: Any, _real: Any = cls.evaluate, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(self, request)
+
+        monkeypatch.setattr(cls, "evaluate", counted)
+    report = run_policy_tests(generate=20, rego_tests=False, run_suites=False, parity=False)
+    assert report.ok, report.render_text()
+    assert report.conformance.status == report.compiled_rego.status == report.compiled_opa.status == "passed"
+    assert calls == {"rego": 20, "opa-go": 20}

@@ -53,6 +53,7 @@ __all__ = [
     "Comparison",
     "EngineMismatch",
     "OpaGoEngine",
+    "RememberingEngine",
     "check_compiled",
     "check_conformance",
     "compare_engines",
@@ -284,8 +285,40 @@ def skipped_conformance(reason: str, *, seed: int = 0) -> Comparison:
     return Comparison("skipped", ("rego", OPA_GO), seed=seed, reason=reason)
 
 
+class RememberingEngine:
+    """An engine whose answers (or failures) are kept per request object.
+
+    ``helpdesk-policy test`` compares rego-cpp with OPA, then the compiled
+    policy with both, on the same requests: with this, each interpreter
+    decides each request once (rego-cpp costs milliseconds a request).
+    Requests are told apart by identity and kept referenced, so a key is
+    never reused.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.name: str = engine.name
+        self._answers: dict[int, tuple[bool, Any, Any]] = {}
+
+    def evaluate(self, request: Request) -> Any:
+        kept = self._answers.get(id(request))
+        if kept is None:
+            try:
+                kept = (True, self.engine.evaluate(request), request)
+            except Exception as exc:  # noqa: BLE001 - kept and raised again, as the engine raised it
+                kept = (False, exc, request)
+            self._answers[id(request)] = kept
+        ok, answer, _ = kept
+        if ok:
+            return answer
+        raise answer
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *, require: bool = False,
-                      seed: int = 0, generated: int = 0, rego: Any = None) -> Comparison:
+                      seed: int = 0, generated: int = 0, rego: Any = None, opa: Any = None) -> Comparison:
     """Decide ``cases`` with rego-cpp (the ``rego`` engine) and with OPA's Go evaluator; compare whole verdicts.
 
     Args:
@@ -296,6 +329,7 @@ def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]
         generated: how many of ``cases`` were generated, recorded in the result.
         rego: a ``rego`` engine already built for ``policy_set`` (left open);
             by default one is built, and closed, here.
+        opa: OPA's Go evaluator already built for ``policy_set`` (left open), likewise.
 
     Returns:
         ``passed``, ``failed`` (with every mismatch, or why OPA refuses the
@@ -318,9 +352,11 @@ def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]
     own = rego is None
     engine = load_engine("rego", policy_set) if own else rego
     engines = (engine.name, OPA_GO)
+    own_opa = opa is None
     try:
         try:
-            opa = OpaGoEngine(policy_set)
+            if own_opa:
+                opa = OpaGoEngine(policy_set)
         except PolicyLoadError as exc:
             # rego-cpp compiled it and OPA does not: the fleet could not even load this bundle.
             return Comparison("failed", engines, requests=len(cases), seed=seed, generated=generated,
@@ -328,7 +364,8 @@ def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]
         try:
             mismatches = compare_engines(engine, opa, cases, summary=conformance_summary)
         finally:
-            opa.close()
+            if own_opa:
+                opa.close()
     finally:
         if own:
             engine.close()
@@ -337,13 +374,18 @@ def check_conformance(policy_set: PolicySet, cases: Sequence[tuple[str, Request]
 
 
 def check_compiled(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], *, seed: int = 0,
-                   generated: int = 0, require_opa: bool = False) -> tuple[Comparison, Comparison]:
+                   generated: int = 0, require_opa: bool = False, rego: Any = None,
+                   opa: Any = None) -> tuple[Comparison, Comparison]:
     """The Rego compiled to Python (the ``compiled`` engine) against regopy and against OPA's Go evaluator.
 
     Both compare whole verdicts (:func:`conformance_summary`) on ``cases``. A
     policy the compiler refuses is not a failure: it runs on the interpreter,
     and both comparisons are ``skipped``, their reason naming every refused
     construct with its file and line.
+
+    ``rego`` and ``opa``: those engines already built for ``policy_set``
+    (left open; a :class:`RememberingEngine` answers from what it decided
+    before); by default each is built, and closed, here.
 
     Returns:
         ``(compiled against rego, compiled against OPA's Go evaluator)``; the
@@ -375,8 +417,10 @@ def check_compiled(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], 
                                             f"OPA: {OPA_INSTALL_HINT}"))
             continue
         start = time.perf_counter()
+        given = rego if against == "rego" else opa
         try:
-            other: Any = load_engine("rego", policy_set) if against == "rego" else OpaGoEngine(policy_set)
+            other: Any = given if given is not None else (
+                load_engine("rego", policy_set) if against == "rego" else OpaGoEngine(policy_set))
         except PolicyLoadError as exc:
             results.append(Comparison("failed", (COMPILED, against), requests=len(cases), seed=seed,
                                       generated=generated, reason=str(exc), duration_s=time.perf_counter() - start))
@@ -384,7 +428,8 @@ def check_compiled(policy_set: PolicySet, cases: Sequence[tuple[str, Request]], 
         try:
             mismatches = compare_engines(compiled, other, cases, summary=conformance_summary)
         finally:
-            other.close()
+            if given is None:
+                other.close()
         results.append(Comparison("failed" if mismatches else "passed", (COMPILED, against), requests=len(cases),
                                   seed=seed, generated=generated, mismatches=tuple(mismatches),
                                   duration_s=time.perf_counter() - start))

@@ -375,15 +375,22 @@ def run_policy_tests(
         _parity_phase(report, policy_set, cases, generate, seed)
     else:
         report.parity = _skipped_parity("disabled", seed)
-    if conformance:
-        _conformance_phase(report, policy_set, cases, generate, seed, require_opa)
-    else:
-        report.conformance = skipped_conformance("disabled", seed=seed)
-    if compiled:
-        _compiled_phase(report, policy_set, cases, generate, seed, require_opa)
-    else:
-        report.compiled_rego = _skipped_compiled("rego", "disabled", seed)
-        report.compiled_opa = _skipped_compiled(OPA_GO, "disabled", seed)
+    # Both checks ask rego-cpp and OPA about the same requests: each decides each once.
+    rego, opa = _shared_interpreters(policy_set, cases) if conformance and compiled else (None, None)
+    try:
+        if conformance:
+            _conformance_phase(report, policy_set, cases, generate, seed, require_opa, rego, opa)
+        else:
+            report.conformance = skipped_conformance("disabled", seed=seed)
+        if compiled:
+            _compiled_phase(report, policy_set, cases, generate, seed, require_opa, rego, opa)
+        else:
+            report.compiled_rego = _skipped_compiled("rego", "disabled", seed)
+            report.compiled_opa = _skipped_compiled(OPA_GO, "disabled", seed)
+    finally:
+        for engine in (rego, opa):
+            if engine is not None:
+                engine.close()
     report.duration_s = time.perf_counter() - start
     return report
 
@@ -468,11 +475,33 @@ def _parity_phase(report: PolicyTestReport, policy_set: PolicySet, cases: list[t
         report.errors.append(f"parity: {exc}")
 
 
+def _shared_interpreters(policy_set: PolicySet, cases: list[tuple[str, Request]]) -> tuple[Any, Any]:
+    """rego-cpp and OPA's Go evaluator, each remembering its answers, or None where one cannot be built
+    here (the phases then build it themselves and report why it failed)."""
+    from ..engines import load_engine
+    from .conformance import OpaGoEngine, RememberingEngine, opa_go_missing
+
+    if not cases:
+        return None, None
+    try:
+        rego = RememberingEngine(load_engine("rego", policy_set))
+    except HelpdeskPolicyError:
+        return None, None
+    opa = None
+    if opa_go_missing() is None:
+        try:
+            opa = RememberingEngine(OpaGoEngine(policy_set))
+        except HelpdeskPolicyError:
+            opa = None
+    return rego, opa
+
+
 def _conformance_phase(report: PolicyTestReport, policy_set: PolicySet, cases: list[tuple[str, Request]],
-                       generate: int, seed: int, require: bool) -> None:
+                       generate: int, seed: int, require: bool, rego: Any = None, opa: Any = None) -> None:
     """4. rego-cpp against OPA's Go evaluator, for any Rego."""
     try:
-        report.conformance = check_conformance(policy_set, cases, require=require, seed=seed, generated=generate)
+        report.conformance = check_conformance(policy_set, cases, require=require, seed=seed, generated=generate,
+                                               rego=rego, opa=opa)
     except EngineUnavailableError:
         raise
     except HelpdeskPolicyError as exc:
@@ -480,11 +509,11 @@ def _conformance_phase(report: PolicyTestReport, policy_set: PolicySet, cases: l
 
 
 def _compiled_phase(report: PolicyTestReport, policy_set: PolicySet, cases: list[tuple[str, Request]],
-                    generate: int, seed: int, require_opa: bool) -> None:
+                    generate: int, seed: int, require_opa: bool, rego: Any = None, opa: Any = None) -> None:
     """5. The compiled policy against regopy and OPA's Go evaluator."""
     try:
         report.compiled_rego, report.compiled_opa = check_compiled(
-            policy_set, cases, seed=seed, generated=generate, require_opa=require_opa)
+            policy_set, cases, seed=seed, generated=generate, require_opa=require_opa, rego=rego, opa=opa)
     except EngineUnavailableError:
         raise
     except HelpdeskPolicyError as exc:
